@@ -1,0 +1,1 @@
+"""Core types shared by every stage: errors, schemas, id maps, the backend URL registry."""

@@ -1,0 +1,1 @@
+"""Data in and out: importers, validation, the synthetic generator, splits."""

@@ -1,0 +1,1 @@
+"""The durable event log of interactions and impressions."""

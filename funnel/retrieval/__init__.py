@@ -1,0 +1,1 @@
+"""Retrieval: candidate sources (the baselines are the first of them)."""
