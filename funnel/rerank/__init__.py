@@ -1,0 +1,1 @@
+"""Re-ranking and policy: filters, diversity, freshness, exploration, explanations."""

@@ -1,0 +1,1 @@
+"""Training: model selection, versioned bundles and the registry of versions."""

@@ -1,0 +1,95 @@
+import math
+
+import pytest
+
+from funnel.core.errors import (
+    ConfigError,
+    FunnelError,
+    NotFoundError,
+    ValidationError,
+    exit_code,
+    http_status,
+)
+from funnel.core.registry import BackendRegistry
+from funnel.core.schema import MAX_TIMESTAMP_MS, Impression, Interaction, Item, User
+
+TS = 1_700_000_000_000
+
+
+def test_error_taxonomy_maps_to_http_and_exit_codes():
+    assert http_status(ValidationError("x", field="f")) == 422
+    assert http_status(NotFoundError("x")) == 404
+    assert http_status(ConfigError("x")) == 400
+    assert http_status(RuntimeError("boom")) == 500
+    assert exit_code(ValidationError("x")) == 2
+    assert exit_code(FunnelError("x")) == 1
+
+
+def test_validation_error_names_field_and_row():
+    e = ValidationError("must be finite", field="value", row=7)
+    assert str(e) == "value (row 7): must be finite"
+    assert (e.field, e.row, e.reason) == ("value", 7, "must be finite")
+
+
+def test_registry_lists_known_schemes_on_unknown_url():
+    reg: BackendRegistry[str] = BackendRegistry("online store")
+    reg.register("memory", lambda u: "mem")
+    reg.register("redis", lambda u: f"redis {u.hostname}:{u.port}")
+    assert reg.open("redis://127.0.0.1:6379/0") == "redis 127.0.0.1:6379"
+    with pytest.raises(ConfigError, match="known schemes: memory, redis"):
+        reg.open("postgres://x")
+
+
+def _interaction(**over):
+    base = {"user_id": "u", "item_id": "i", "type": "click", "timestamp": TS}
+    base.update(over)
+    return base
+
+
+def test_interaction_round_trip():
+    ev = Interaction.from_dict(_interaction(value=4, event_id="e1", position=2, context={"device": "tv"}))
+    assert ev.value == 4.0 and ev.position == 2 and ev.context == {"device": "tv"}
+    assert Interaction.from_dict(ev.to_dict()) == ev
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "reason"),
+    [
+        ({"user_id": ""}, "user_id", "is required"),
+        ({"item_id": None}, "item_id", "is required"),
+        ({"type": "poke"}, "type", "unknown event type 'poke'"),
+        ({"value": math.nan}, "value", "must be finite"),
+        ({"value": math.inf}, "value", "must be finite"),
+        ({"value": "5"}, "value", "must be a number"),
+        ({"timestamp": 0}, "timestamp", "out of range"),
+        ({"timestamp": MAX_TIMESTAMP_MS}, "timestamp", "out of range"),
+        ({"timestamp": "yesterday"}, "timestamp", "epoch milliseconds"),
+        ({"position": -1}, "position", "non-negative"),
+    ],
+)
+def test_interaction_rejects_bad_fields_naming_field_and_row(override, field, reason):
+    with pytest.raises(ValidationError) as info:
+        Interaction.from_dict(_interaction(**override), row=5)
+    assert info.value.field == field and info.value.row == 5
+    assert reason in str(info.value) and str(info.value).startswith(f"{field} (row 5)")
+
+
+def test_impression_validation():
+    imp = Impression.from_dict({"request_id": "r", "user_id": "u", "item_ids": ["a", "b"], "timestamp": TS})
+    assert imp.positions == (0, 1)
+    assert Impression.from_dict(imp.to_dict()) == imp
+    with pytest.raises(ValidationError, match="positions"):
+        Impression.from_dict({"request_id": "r", "user_id": "u", "item_ids": ["a"], "positions": [0, 1], "timestamp": TS})
+    with pytest.raises(ValidationError, match="propensities"):
+        Impression.from_dict(
+            {"request_id": "r", "user_id": "u", "item_ids": ["a"], "propensities": [0.0], "timestamp": TS}
+        )
+
+
+def test_item_and_user_validation():
+    item = Item.from_dict({"item_id": 7, "categories": "Drama", "published_at": TS})
+    assert item.item_id == "7" and item.categories == ("Drama",) and item.status == "listed"
+    with pytest.raises(ValidationError, match="status"):
+        Item.from_dict({"item_id": "a", "status": "gone"})
+    with pytest.raises(ValidationError, match="attributes"):
+        User.from_dict({"user_id": "u", "attributes": [1]})
