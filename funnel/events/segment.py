@@ -1,0 +1,222 @@
+"""The on-disk format of one ``file://`` event-log segment: header, framed records, scanning.
+
+A segment ``<base offset, 20 digits>.log`` holds the events with offsets ``base, base+1, ...``::
+
+    header   16 bytes   b"FNLSEG" | u16 format version | u64 base offset          (little-endian)
+    record   16 bytes   u32 payload length | u32 CRC32 | i64 event-id hash  + payload bytes
+
+The CRC32 (``zlib.crc32``) covers the event-id hash and the payload. The payload is the event as
+compact UTF-8 JSON (:func:`~funnel.events.protocol.event_to_dict`, with its ``"kind"``). The hash
+(:func:`~funnel.events.dedup.id_hash`; 0 when the event has no ``event_id``) sits outside the JSON
+so that reopening rebuilds the dedup index without parsing a single payload. Offsets are implicit:
+the n-th record of a segment has offset ``base + n``.
+
+Example:
+    >>> import io
+    >>> blob, starts = encode_batch([{"kind": "x"}, {"kind": "y"}], [0, 7])
+    >>> len(blob), starts
+    (56, [0, 28])
+    >>> [(pos, h, decode_payload(p)) for pos, h, p in iter_frames(io.BytesIO(blob), 0)]
+    [(0, 0, {'kind': 'x'}), (28, 7, {'kind': 'y'})]
+    >>> list(iter_frames(io.BytesIO(blob[:50]), 0))
+    Traceback (most recent call last):
+    ...
+    funnel.events.segment.FrameError: short record (22 of 28 bytes) at byte 28
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from funnel.core.errors import CorruptDataError
+from funnel.events.protocol import LogRecord, event_from_dict
+
+SEGMENT_VERSION = 1
+"""Version of the segment and record layout, stored in every segment header."""
+SEGMENT_MAGIC = b"FNLSEG"
+SEGMENT_HEADER = struct.Struct("<6sHQ")
+RECORD_HEADER = struct.Struct("<IIq")
+MAX_PAYLOAD = 16 * 1024 * 1024
+"""Largest accepted payload: an event bigger than this is rejected (and a longer length is corrupt)."""
+INDEX_INTERVAL = 64 * 1024
+"""Bytes between two entries of a segment's sparse offset index."""
+READ_CHUNK = 1024 * 1024
+
+_HASH = struct.Struct("<q")
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def segment_name(base_offset: int) -> str:
+    """File name of the segment whose first record has offset ``base_offset``."""
+    return f"{base_offset:020d}.log"
+
+
+def segment_header(base_offset: int) -> bytes:
+    """The 16-byte header that starts every segment."""
+    return SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, base_offset)
+
+
+def encode_batch(payloads: Sequence[dict[str, Any]], hashes: Sequence[int]) -> tuple[bytes, list[int]]:
+    """Frame many JSON-ready payloads into one buffer; also return each record's start in it."""
+    parts: list[bytes] = []
+    starts: list[int] = []
+    pos = 0
+    pack, crc32, pack_hash, encode = RECORD_HEADER.pack, zlib.crc32, _HASH.pack, _ENCODER.encode
+    for data, h in zip(payloads, hashes, strict=True):
+        payload = encode(data).encode("utf-8")
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError(f"an event of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte limit")
+        starts.append(pos)
+        parts.append(pack(len(payload), crc32(payload, crc32(pack_hash(h))), h))
+        parts.append(payload)
+        pos += RECORD_HEADER.size + len(payload)
+    return b"".join(parts), starts
+
+
+class FrameError(Exception):
+    """A record that cannot be read at byte ``pos``: short (torn) or failing its checks."""
+
+    def __init__(self, pos: int, reason: str) -> None:
+        super().__init__(f"{reason} at byte {pos}")
+        self.pos = pos
+        self.reason = reason
+
+
+def iter_frames(fh: BinaryIO, start: int, end: int | None = None) -> Iterator[tuple[int, int, memoryview]]:
+    """Yield ``(position, id hash, payload)`` for records from byte ``start`` to ``end`` (or EOF).
+
+    Reads in large sequential chunks. Raises :class:`FrameError` at the first record that is
+    short or fails its length or CRC check; the caller decides whether that is a torn tail.
+    """
+    fh.seek(start)
+    buf, i, base = b"", 0, start  # ``buf[i]`` is the byte at file position ``base + i``
+    eof = False
+    while True:
+        if len(buf) - i < RECORD_HEADER.size and not eof:
+            buf, base, i, eof = _refill(fh, buf, base, i, RECORD_HEADER.size, end)
+        if len(buf) - i == 0:
+            return
+        pos = base + i
+        if len(buf) - i < RECORD_HEADER.size:
+            raise FrameError(pos, "short record header")
+        length, crc, h = RECORD_HEADER.unpack_from(buf, i)
+        if not 0 < length <= MAX_PAYLOAD:
+            raise FrameError(pos, f"bad record length {length}")
+        need = RECORD_HEADER.size + length
+        if len(buf) - i < need and not eof:
+            buf, base, i, eof = _refill(fh, buf, base, i, need, end)
+        if len(buf) - i < need:
+            raise FrameError(pos, f"short record ({len(buf) - i} of {need} bytes)")
+        view = memoryview(buf)
+        if zlib.crc32(view[i + 8 : i + need]) != crc:
+            raise FrameError(pos, "CRC mismatch")
+        yield pos, h, view[i + RECORD_HEADER.size : i + need]
+        i += need
+
+
+def _refill(
+    fh: BinaryIO, buf: bytes, base: int, i: int, need: int, end: int | None
+) -> tuple[bytes, int, int, bool]:
+    rest = buf[i:]
+    base += i
+    want = max(READ_CHUNK, need - len(rest))
+    if end is not None:
+        want = min(want, end - base - len(rest))
+    chunk = fh.read(want) if want > 0 else b""
+    eof = len(chunk) < want or (end is not None and base + len(rest) + len(chunk) >= end)
+    return rest + chunk, base, 0, eof
+
+
+def decode_payload(payload: memoryview | bytes) -> dict[str, Any]:
+    """Parse a record payload back into the dict given to :func:`encode_batch`."""
+    return json.loads(bytes(payload))
+
+
+@dataclass
+class Segment:
+    """In-memory state of one segment: its extent and a sparse offset -> byte-position index."""
+
+    base: int
+    path: Path
+    count: int = 0
+    """Number of valid records."""
+    size: int = SEGMENT_HEADER.size
+    """Bytes up to the end of the last valid record."""
+    index_offsets: list[int] = field(default_factory=list)
+    index_positions: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.index_offsets:
+            self.index_offsets.append(self.base)
+            self.index_positions.append(SEGMENT_HEADER.size)
+
+    @property
+    def end(self) -> int:
+        """Offset after this segment's last record."""
+        return self.base + self.count
+
+    def note_record(self, pos: int) -> None:
+        """Account for the next record, starting at byte ``pos`` (indexes it when due)."""
+        if pos - self.index_positions[-1] >= INDEX_INTERVAL:
+            self.index_offsets.append(self.base + self.count)
+            self.index_positions.append(pos)
+        self.count += 1
+
+    def seek_point(self, offset: int) -> tuple[int, int]:
+        """``(offset, byte position)`` of the last indexed record at or before ``offset``."""
+        lo, hi = 0, len(self.index_offsets)
+        while hi - lo > 1:  # bisect_right on index_offsets, minus one
+            mid = (lo + hi) // 2
+            if self.index_offsets[mid] <= offset:
+                lo = mid
+            else:
+                hi = mid
+        return self.index_offsets[lo], self.index_positions[lo]
+
+
+def read_header(fh: BinaryIO) -> tuple[bytes, int, int] | None:
+    """``(magic, version, base offset)`` of a segment, or None when the header is short."""
+    fh.seek(0)
+    raw = fh.read(SEGMENT_HEADER.size)
+    if len(raw) < SEGMENT_HEADER.size:
+        return None
+    return SEGMENT_HEADER.unpack(raw)
+
+
+def read_records(segments: list[Segment], offset: int, max_records: int) -> list[LogRecord]:
+    """Records from ``offset`` on, within ``segments`` (those from the one holding ``offset``)."""
+    out: list[LogRecord] = []
+    for segment in segments:
+        if len(out) >= max_records:
+            break
+        at, pos = segment.seek_point(offset)
+        with open(segment.path, "rb") as fh:
+            try:
+                for _pos, _h, payload in iter_frames(fh, pos, segment.size):
+                    if at >= offset:
+                        out.append(LogRecord(at, event_from_dict(decode_payload(payload))))
+                        if len(out) == max_records:
+                            break
+                    at += 1
+            except FrameError as exc:
+                raise CorruptDataError(f"{segment.path}: {exc}") from exc
+        offset = segment.end
+    return out
+
+
+def find_segment(segments: list[Segment], offset: int) -> int:
+    """Index of the segment holding ``offset`` (``len(segments)`` when past the end)."""
+    lo, hi = 0, len(segments)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if segments[mid].base <= offset:
+            lo = mid
+        else:
+            hi = mid
+    return lo if segments and offset < segments[-1].end else len(segments)
