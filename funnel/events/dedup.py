@@ -15,7 +15,7 @@ Example:
     >>> index = DedupIndex()
     >>> index.add([id_hash("a"), id_hash("b")], [0, 1])
     >>> index.find([id_hash("b"), id_hash("zz")], end_offset=2)
-    [[1], []]
+    {0: [1]}
 """
 
 from __future__ import annotations
@@ -48,31 +48,31 @@ class DedupIndex:
         self.window = window
         self._keys = np.empty(0, dtype=np.int64)
         self._vals = np.empty(0, dtype=np.int64)
-        self._recent: dict[int, list[int]] = {}
-        self._n_recent = 0
+        self._recent: dict[int, int] = {}  # newest ids, not merged yet: hash -> offset
 
     def __len__(self) -> int:
-        return len(self._keys) + self._n_recent
+        return len(self._keys) + len(self._recent)
 
     def add(self, hashes: Sequence[int] | np.ndarray, offsets: Sequence[int] | np.ndarray) -> None:
         """Remember that the event at ``offsets[i]`` carries an id hashing to ``hashes[i]``."""
-        hashes, offsets = np.asarray(hashes, dtype=np.int64), np.asarray(offsets, dtype=np.int64)
         if len(hashes) > RECENT_MAX:
-            self._merge(hashes, offsets)
+            self._merge(np.asarray(hashes, dtype=np.int64), np.asarray(offsets, dtype=np.int64))
             return
-        for h, off in zip(hashes.tolist(), offsets.tolist(), strict=True):
-            self._recent.setdefault(h, []).append(off)
-        self._n_recent += len(hashes)
-        if self._n_recent >= RECENT_MAX:
+        recent = self._recent
+        for h, off in zip(hashes, offsets, strict=True):
+            if h in recent:  # a second id with this hash (a collision, or a window re-add): rare
+                self._merge(np.array([h], dtype=np.int64), np.array([off], dtype=np.int64))
+            else:
+                recent[h] = off
+        if len(recent) >= RECENT_MAX:
             self._merge(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
 
     def _merge(self, hashes: np.ndarray, offsets: np.ndarray) -> None:
         if self._recent:
-            pairs = [(h, off) for h, offs in self._recent.items() for off in offs]
-            more = np.array(pairs, dtype=np.int64).reshape(-1, 2)
-            hashes = np.concatenate([hashes, more[:, 0]])
-            offsets = np.concatenate([offsets, more[:, 1]])
-            self._recent, self._n_recent = {}, 0
+            n = len(self._recent)
+            hashes = np.concatenate([hashes, np.fromiter(self._recent.keys(), dtype=np.int64, count=n)])
+            offsets = np.concatenate([offsets, np.fromiter(self._recent.values(), dtype=np.int64, count=n)])
+            self._recent = {}
         order = np.argsort(hashes, kind="stable")
         hashes, offsets = hashes[order], offsets[order]
         pos = np.searchsorted(self._keys, hashes)
@@ -83,21 +83,25 @@ class DedupIndex:
             if not keep.all():
                 self._keys, self._vals = self._keys[keep], self._vals[keep]
 
-    def find(self, hashes: Sequence[int] | np.ndarray, end_offset: int) -> list[list[int]]:
-        """Candidate offsets for each hash (inside the window when one is set); 0 never matches."""
-        hashes = np.asarray(hashes, dtype=np.int64)
-        out: list[list[int]] = [[] for _ in range(len(hashes))]
+    def find(self, hashes: Sequence[int], end_offset: int) -> dict[int, list[int]]:
+        """Candidate offsets by position in ``hashes``, for the hashes that hit (0 never does).
+
+        Inside the window when one is set: only offsets ``>= end_offset - window``.
+        """
+        out: dict[int, list[int]] = {}
         low = -1 if self.window is None else end_offset - self.window
         if len(self._keys):
-            left = np.searchsorted(self._keys, hashes, "left")
-            right = np.searchsorted(self._keys, hashes, "right")
-            for i in np.flatnonzero((right > left) & (hashes != 0)).tolist():
+            keys = np.asarray(hashes, dtype=np.int64)
+            left = np.searchsorted(self._keys, keys, "left")
+            right = np.searchsorted(self._keys, keys, "right")
+            for i in np.flatnonzero((right > left) & (keys != 0)).tolist():
                 out[i] = [v for v in self._vals[left[i] : right[i]].tolist() if v >= low]
-        if self._recent:
-            for i, h in enumerate(hashes.tolist()):
-                offs = self._recent.get(h)
-                if offs:
-                    out[i].extend(v for v in offs if v >= low)
+        recent = self._recent
+        if recent:
+            for i, h in enumerate(hashes):
+                off = recent.get(h)
+                if off is not None and h and off >= low:
+                    out.setdefault(i, []).append(off)
         return out
 
 
@@ -117,27 +121,33 @@ def plan_append(
     events: Sequence[Interaction | Impression],
     index: DedupIndex,
     end_offset: int,
-    event_id_at: Callable[[int], str | None],
+    event_ids_at: Callable[[list[int]], dict[int, str | None]],
 ) -> AppendPlan:
     """Resolve duplicates of a batch against itself and ``index``; validates the event types.
 
-    ``event_id_at(offset)`` returns the event id stored at an existing offset; it is only called
-    to confirm a hash hit.
+    ``event_ids_at(offsets)`` returns the event ids stored at sorted existing offsets; it is
+    called once per batch, and only to confirm hash hits (so a retried batch costs one read).
     """
     hashes: list[int] = []
     for row, ev in enumerate(events, start=1):
-        if type(ev) is Interaction and ev.event_id is not None:
-            if not isinstance(ev.event_id, str):
+        kind = type(ev)
+        if kind is Interaction:
+            eid = ev.event_id  # type: ignore[union-attr]
+            if eid is None:
+                hashes.append(0)
+            elif isinstance(eid, str):
+                hashes.append(id_hash(eid))
+            else:
                 raise ValidationError("must be a string", field="event_id", row=row)
-            hashes.append(id_hash(ev.event_id))
-        elif type(ev) is Interaction or type(ev) is Impression:
+        elif kind is Impression:
             hashes.append(0)
         else:
             raise ValidationError(
-                f"must be an Interaction or an Impression, got {type(ev).__name__}", field="events", row=row
+                f"must be an Interaction or an Impression, got {kind.__name__}", field="events", row=row
             )
-    candidates = index.find(hashes, end_offset) if len(index) else None
-    offsets = np.empty(len(events), dtype=np.int64)
+    found = index.find(hashes, end_offset) if len(index) else {}
+    stored = event_ids_at(sorted({c for cands in found.values() for c in cands})) if found else {}
+    offsets: list[int] = []
     new: list[int] = []
     new_hashes: list[int] = []
     in_batch: dict[str, int] = {}
@@ -146,14 +156,14 @@ def plan_append(
         if h:
             eid = events[i].event_id  # type: ignore[union-attr]
             original = in_batch.get(eid)  # type: ignore[arg-type]
-            if original is None and candidates is not None:
-                original = next((c for c in candidates[i] if event_id_at(c) == eid), None)
+            if original is None and i in found:
+                original = next((c for c in found[i] if stored.get(c) == eid), None)
             if original is not None:
-                offsets[i] = original
+                offsets.append(original)
                 continue
             in_batch[eid] = nxt  # type: ignore[index]
-        offsets[i] = nxt
+        offsets.append(nxt)
         new.append(i)
         new_hashes.append(h)
         nxt += 1
-    return AppendPlan(offsets, new, new_hashes)
+    return AppendPlan(np.array(offsets, dtype=np.int64), new, new_hashes)

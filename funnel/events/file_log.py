@@ -64,6 +64,7 @@ FORMAT_VERSION = 1
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 _SEGMENT_RE = re.compile(r"^(\d{20})\.log$")
 _fdatasync = getattr(os, "fdatasync", os.fsync)
+_VERIFY_SPAN = 512  # offsets this close are verified with one read
 
 
 class FileEventLog:
@@ -163,12 +164,7 @@ class FileEventLog:
                     f"{segment.path}: segment version {header[1]}, this funnel reads {seg.SEGMENT_VERSION}"
                 )
             try:
-                for pos, h, payload in seg.iter_frames(fh, seg.SEGMENT_HEADER.size):
-                    if h:
-                        hashes.append(h)
-                        offsets.append(segment.base + segment.count)
-                    segment.note_record(pos)
-                    segment.size = pos + seg.RECORD_HEADER.size + len(payload)
+                segment.load(fh, hashes, offsets)
             except seg.FrameError as exc:
                 if not last:
                     raise CorruptDataError(f"{segment.path}: {exc} (not the log's tail)") from exc
@@ -197,12 +193,12 @@ class FileEventLog:
         """Store ``events`` durably (written and fsync'd on return); one int64 offset per input."""
         with self._lock:
             self._check_writable()
-            plan = plan_append(events, self._dedup, self.end_offset, self._event_id_at)
+            plan = plan_append(events, self._dedup, self.end_offset, self._event_ids_at)
             if not plan.new:
                 return plan.offsets
             try:
                 blob, starts = seg.encode_batch([event_to_dict(events[i]) for i in plan.new], plan.hashes)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 raise ValidationError(f"cannot be stored as JSON: {exc}", field="events") from exc
             active = self._segments[-1]
             if active.count and active.size + len(blob) > self.segment_bytes:
@@ -294,6 +290,17 @@ class FileEventLog:
         self._segments.append(segment)
         return segment
 
-    def _event_id_at(self, offset: int) -> str | None:
-        records = seg.read_records(self._segments[seg.find_segment(self._segments, offset) :], offset, 1)
-        return getattr(records[0].event, "event_id", None) if records else None
+    def _event_ids_at(self, offsets: list[int]) -> dict[int, str | None]:
+        """Event ids at sorted ``offsets``, reading nearby offsets together (a retried batch: one read)."""
+        out: dict[int, str | None] = {}
+        i = 0
+        while i < len(offsets):
+            j = i
+            while j + 1 < len(offsets) and offsets[j + 1] - offsets[i] < _VERIFY_SPAN:
+                j += 1
+            start = offsets[i]
+            segments = self._segments[seg.find_segment(self._segments, start) :]
+            for r in seg.read_records(segments, start, offsets[j] - start + 1):
+                out[r.offset] = getattr(r.event, "event_id", None)
+            i = j + 1
+        return out

@@ -56,14 +56,14 @@ class MemoryEventLog:
         if self._closed:
             raise UnavailableError("the event log is closed")
 
-    def _event_id_at(self, offset: int) -> str | None:
-        return getattr(self._events[offset], "event_id", None)
+    def _event_ids_at(self, offsets: list[int]) -> dict[int, str | None]:
+        return {off: getattr(self._events[off], "event_id", None) for off in offsets}
 
     def append(self, events: Sequence[Event]) -> np.ndarray:
         """Store ``events``; one int64 offset per input, duplicates get their original's."""
         with self._lock:
             self._check_open()
-            plan = plan_append(events, self._dedup, len(self._events), self._event_id_at)
+            plan = plan_append(events, self._dedup, len(self._events), self._event_ids_at)
             start = len(self._events)
             self._events.extend(events[i] for i in plan.new)
             ids = [(h, start + k) for k, h in enumerate(plan.hashes) if h]

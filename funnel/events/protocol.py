@@ -103,19 +103,28 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 
 def event_from_dict(data: dict[str, Any]) -> Event:
     """Rebuild an event stored by :func:`event_to_dict` (trusted data: no re-validation)."""
-    fields = dict(data)
-    kind = fields.pop("kind", None)
+    return events_from_dicts([dict(data)])[0]
+
+
+def events_from_dicts(dicts: list[dict[str, Any]]) -> list[Event]:
+    """Rebuild many stored events at once; *consumes* the dicts (their ``"kind"`` is popped)."""
+    out: list[Event] = []
+    append = out.append
     try:
-        if kind == KIND_INTERACTION:
-            return Interaction(**fields)
-        if kind == KIND_IMPRESSION:
-            for name in _IMPRESSION_TUPLES:
-                if fields.get(name) is not None:
-                    fields[name] = tuple(fields[name])
-            return Impression(**fields)
+        for fields in dicts:
+            kind = fields.pop("kind", None)
+            if kind == KIND_INTERACTION:
+                append(Interaction(**fields))
+            elif kind == KIND_IMPRESSION:
+                for name in _IMPRESSION_TUPLES:
+                    if fields.get(name) is not None:
+                        fields[name] = tuple(fields[name])
+                append(Impression(**fields))
+            else:
+                raise CorruptDataError(f"stored event has unknown kind {kind!r}")
     except TypeError as exc:
         raise CorruptDataError(f"stored {kind} does not match this funnel's schema: {exc}") from exc
-    raise CorruptDataError(f"stored event has unknown kind {kind!r}")
+    return out
 
 
 def check_read_args(from_offset: int, max_records: int) -> None:

@@ -29,13 +29,13 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from funnel.core.errors import CorruptDataError
-from funnel.events.protocol import LogRecord, event_from_dict
+from funnel.events.protocol import LogRecord, events_from_dicts
 
 SEGMENT_VERSION = 1
 """Version of the segment and record layout, stored in every segment header."""
@@ -49,7 +49,27 @@ INDEX_INTERVAL = 64 * 1024
 READ_CHUNK = 1024 * 1024
 
 _HASH = struct.Struct("<q")
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _not_json(value: object) -> None:
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _make_encoder() -> Callable[[Any], str]:
+    """Compact JSON encoder reusing one C encoder.
+
+    ``JSONEncoder.encode`` builds a new C encoder per call: ~40% of the cost of encoding a small
+    event (measured: 8.9 -> 5.0 µs per event).
+    """
+    c_make = getattr(json.encoder, "c_make_encoder", None)
+    if c_make is None:  # no C accelerator: the plain encoder
+        return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+    # markers=None: no circular-reference check (events are flat dataclass fields)
+    iterencode = c_make(None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    return lambda value: "".join(iterencode(value, 0))
+
+
+_encode_json = _make_encoder()
 
 
 def segment_name(base_offset: int) -> str:
@@ -67,7 +87,7 @@ def encode_batch(payloads: Sequence[dict[str, Any]], hashes: Sequence[int]) -> t
     parts: list[bytes] = []
     starts: list[int] = []
     pos = 0
-    pack, crc32, pack_hash, encode = RECORD_HEADER.pack, zlib.crc32, _HASH.pack, _ENCODER.encode
+    pack, crc32, pack_hash, encode = RECORD_HEADER.pack, zlib.crc32, _HASH.pack, _encode_json
     for data, h in zip(payloads, hashes, strict=True):
         payload = encode(data).encode("utf-8")
         if len(payload) > MAX_PAYLOAD:
@@ -88,44 +108,50 @@ class FrameError(Exception):
         self.reason = reason
 
 
-def iter_frames(fh: BinaryIO, start: int, end: int | None = None) -> Iterator[tuple[int, int, memoryview]]:
+def iter_frames(
+    fh: BinaryIO, start: int, end: int | None = None, first_chunk: int = READ_CHUNK
+) -> Iterator[tuple[int, int, memoryview]]:
     """Yield ``(position, id hash, payload)`` for records from byte ``start`` to ``end`` (or EOF).
 
-    Reads in large sequential chunks. Raises :class:`FrameError` at the first record that is
-    short or fails its length or CRC check; the caller decides whether that is a torn tail.
+    Reads ``first_chunk`` bytes, then sequential chunks of ``READ_CHUNK``. Raises
+    :class:`FrameError` at the first record that is short or fails its length or CRC check; the
+    caller decides whether that is a torn tail.
     """
     fh.seek(start)
     buf, i, base = b"", 0, start  # ``buf[i]`` is the byte at file position ``base + i``
-    eof = False
+    view, n = memoryview(buf), 0  # n == len(buf)
+    eof, chunk = False, first_chunk
+    hsize, unpack, crc32 = RECORD_HEADER.size, RECORD_HEADER.unpack_from, zlib.crc32
     while True:
-        if len(buf) - i < RECORD_HEADER.size and not eof:
-            buf, base, i, eof = _refill(fh, buf, base, i, RECORD_HEADER.size, end)
-        if len(buf) - i == 0:
+        if n - i < hsize and not eof:
+            buf, base, i, eof = _refill(fh, buf, base, i, hsize, end, chunk)
+            view, n, chunk = memoryview(buf), len(buf), READ_CHUNK
+        if n == i:
             return
-        pos = base + i
-        if len(buf) - i < RECORD_HEADER.size:
-            raise FrameError(pos, "short record header")
-        length, crc, h = RECORD_HEADER.unpack_from(buf, i)
+        if n - i < hsize:
+            raise FrameError(base + i, "short record header")
+        length, crc, h = unpack(buf, i)
         if not 0 < length <= MAX_PAYLOAD:
-            raise FrameError(pos, f"bad record length {length}")
-        need = RECORD_HEADER.size + length
-        if len(buf) - i < need and not eof:
-            buf, base, i, eof = _refill(fh, buf, base, i, need, end)
-        if len(buf) - i < need:
-            raise FrameError(pos, f"short record ({len(buf) - i} of {need} bytes)")
-        view = memoryview(buf)
-        if zlib.crc32(view[i + 8 : i + need]) != crc:
-            raise FrameError(pos, "CRC mismatch")
-        yield pos, h, view[i + RECORD_HEADER.size : i + need]
-        i += need
+            raise FrameError(base + i, f"bad record length {length}")
+        stop = i + hsize + length
+        if n < stop and not eof:
+            buf, base, i, eof = _refill(fh, buf, base, i, hsize + length, end, chunk)
+            view, n, chunk = memoryview(buf), len(buf), READ_CHUNK
+            stop = i + hsize + length
+        if n < stop:
+            raise FrameError(base + i, f"short record ({n - i} of {hsize + length} bytes)")
+        if crc32(view[i + 8 : stop]) != crc:
+            raise FrameError(base + i, "CRC mismatch")
+        yield base + i, h, view[i + hsize : stop]
+        i = stop
 
 
 def _refill(
-    fh: BinaryIO, buf: bytes, base: int, i: int, need: int, end: int | None
+    fh: BinaryIO, buf: bytes, base: int, i: int, need: int, end: int | None, chunk: int
 ) -> tuple[bytes, int, int, bool]:
     rest = buf[i:]
     base += i
-    want = max(READ_CHUNK, need - len(rest))
+    want = max(chunk, need - len(rest))
     if end is not None:
         want = min(want, end - base - len(rest))
     chunk = fh.read(want) if want > 0 else b""
@@ -168,6 +194,29 @@ class Segment:
             self.index_positions.append(pos)
         self.count += 1
 
+    def load(self, fh: BinaryIO, hashes: list[int], offsets: list[int]) -> None:
+        """Scan a freshly opened segment file: count and index its records.
+
+        Collects ``(id hash, offset)`` of the records with an event id. Raises
+        :class:`FrameError` at the first bad record, with everything before it accounted for.
+        """
+        count, size, base = self.count, self.size, self.base
+        index_offsets, index_positions = self.index_offsets, self.index_positions
+        last_indexed = index_positions[-1]
+        try:
+            for pos, h, payload in iter_frames(fh, size):
+                if h:
+                    hashes.append(h)
+                    offsets.append(base + count)
+                if pos - last_indexed >= INDEX_INTERVAL:
+                    index_offsets.append(base + count)
+                    index_positions.append(pos)
+                    last_indexed = pos
+                count += 1
+                size = pos + RECORD_HEADER.size + len(payload)
+        finally:
+            self.count, self.size = count, size
+
     def seek_point(self, offset: int) -> tuple[int, int]:
         """``(offset, byte position)`` of the last indexed record at or before ``offset``."""
         lo, hi = 0, len(self.index_offsets)
@@ -190,22 +239,36 @@ def read_header(fh: BinaryIO) -> tuple[bytes, int, int] | None:
 
 
 def read_records(segments: list[Segment], offset: int, max_records: int) -> list[LogRecord]:
-    """Records from ``offset`` on, within ``segments`` (those from the one holding ``offset``)."""
+    """Records from ``offset`` on, within ``segments`` (those from the one holding ``offset``).
+
+    The payloads of each segment are parsed with one ``json.loads`` of a JSON array: a quarter
+    cheaper than one call per record.
+    """
     out: list[LogRecord] = []
     for segment in segments:
         if len(out) >= max_records:
             break
         at, pos = segment.seek_point(offset)
+        first_offset, payloads = offset, []
+        want = max_records - len(out)
         with open(segment.path, "rb") as fh:
+            first_chunk = min(READ_CHUNK, (offset - at + want) * 512 + 4096)
             try:
-                for _pos, _h, payload in iter_frames(fh, pos, segment.size):
+                for _pos, _h, payload in iter_frames(fh, pos, segment.size, first_chunk):
                     if at >= offset:
-                        out.append(LogRecord(at, event_from_dict(decode_payload(payload))))
-                        if len(out) == max_records:
+                        payloads.append(payload)
+                        if len(payloads) == want:
                             break
                     at += 1
             except FrameError as exc:
                 raise CorruptDataError(f"{segment.path}: {exc}") from exc
+        if payloads:
+            try:
+                dicts = json.loads(b"[" + b",".join(payloads) + b"]")
+            except ValueError as exc:  # the CRC matched, so this is not a torn write
+                raise CorruptDataError(f"{segment.path}: undecodable payload ({exc})") from exc
+            events = events_from_dicts(dicts)
+            out.extend(LogRecord(first_offset + k, ev) for k, ev in enumerate(events))
         offset = segment.end
     return out
 
