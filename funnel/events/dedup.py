@@ -62,6 +62,7 @@ class DedupIndex:
         for h, off in zip(hashes, offsets, strict=True):
             if h in recent:  # a second id with this hash (a collision, or a window re-add): rare
                 self._merge(np.array([h], dtype=np.int64), np.array([off], dtype=np.int64))
+                recent = self._recent  # the merge emptied it into a new dict
             else:
                 recent[h] = off
         if len(recent) >= RECENT_MAX:
@@ -70,12 +71,12 @@ class DedupIndex:
     def _merge(self, hashes: np.ndarray, offsets: np.ndarray) -> None:
         if self._recent:
             n = len(self._recent)
-            hashes = np.concatenate([hashes, np.fromiter(self._recent.keys(), dtype=np.int64, count=n)])
-            offsets = np.concatenate([offsets, np.fromiter(self._recent.values(), dtype=np.int64, count=n)])
+            hashes = np.concatenate([np.fromiter(self._recent.keys(), dtype=np.int64, count=n), hashes])
+            offsets = np.concatenate([np.fromiter(self._recent.values(), dtype=np.int64, count=n), offsets])
             self._recent = {}
         order = np.argsort(hashes, kind="stable")
         hashes, offsets = hashes[order], offsets[order]
-        pos = np.searchsorted(self._keys, hashes)
+        pos = np.searchsorted(self._keys, hashes, "right")  # equal hashes stay in offset order
         self._keys = np.insert(self._keys, pos, hashes)
         self._vals = np.insert(self._vals, pos, offsets)
         if self.window is not None and len(self._vals):

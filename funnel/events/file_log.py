@@ -93,8 +93,11 @@ class FileEventLog:
         self._lock_fd: int | None = None
         self._broken: str | None = None
         self._segments: list[seg.Segment] = []
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = acquire_lock(self.path / "lock")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = acquire_lock(self.path / "lock")
+        except OSError as exc:
+            raise UnavailableError(f"cannot open the event log at {self.path}: {exc}") from exc
         try:
             self._check_meta()
             self._groups: dict[str, int] = load_json(self.path / "offsets.json", {})
@@ -112,6 +115,11 @@ class FileEventLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def __del__(self) -> None:
+        # A forgotten log must not keep its writer lock (and fds) for the life of the process.
+        if getattr(self, "_lock_fd", None) is not None:
+            self.close()
 
     def __repr__(self) -> str:
         return f"FileEventLog({str(self.path)!r}, end_offset={self.end_offset})"

@@ -194,6 +194,15 @@ def test_dedup_is_exact_under_hash_collisions(tmp_path: Path, monkeypatch: pytes
         assert log.append([click(0, "a"), click(1, "b"), click(2, "a")]).tolist() == [0, 1, 0]
     with FileEventLog(tmp_path) as log:
         assert log.append([click(3, "c"), click(4, "b")]).tolist() == [2, 1]
+        assert log.append([click(k, f"x{k}") for k in range(5)] + [click(9, "a")]).tolist() == [
+            3,
+            4,
+            5,
+            6,
+            7,
+            0,
+        ]
+        assert log.append([click(k, f"x{k}") for k in range(5)]).tolist() == [3, 4, 5, 6, 7]
 
 
 def test_dedup_index_merges_and_windows(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,6 +212,9 @@ def test_dedup_index_merges_and_windows(monkeypatch: pytest.MonkeyPatch) -> None
         index.add([k + 1], [k])
     assert len(index) == 50 and len(index._keys) >= 48
     assert index.find([1, 50, 51, 0], end_offset=50) == {0: [0], 1: [49]}
+    index = DedupIndex()
+    index.add([7, 7, 8], [0, 1, 2])  # a collision mid-batch, then another id
+    assert index.find([7, 8], end_offset=3) == {0: [0, 1], 1: [2]}
     log = MemoryEventLog(dedup_window=10)
     log.append([click(k, f"e{k}") for k in range(30)])
     assert log.append([click(0, "e0"), click(25, "e25")]).tolist() == [30, 25]  # e0 fell out
@@ -230,6 +242,18 @@ def test_write_failure_poisons_the_log_and_leaves_no_partial_batch(
     log.close()
     with FileEventLog(tmp_path) as log:
         assert log.append([click(5)]).tolist() == [5]
+
+
+def test_unusable_directory_is_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UnavailableError, match="cannot open"):
+        FileEventLog(tmp_path / "file" / "log")
+
+
+def test_a_forgotten_log_releases_its_lock(tmp_path: Path) -> None:
+    FileEventLog(tmp_path).append([click(1)])  # never closed, garbage-collected
+    with FileEventLog(tmp_path) as log:
+        assert log.end_offset == 1
 
 
 def test_file_urls(tmp_path: Path) -> None:
