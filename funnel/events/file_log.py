@@ -16,7 +16,14 @@ sparse offset index (one entry per 64 KiB, so a read seeks close to its offset a
 64 KiB — no index files to keep consistent after a crash) and rebuilds the ``event_id`` dedup
 index from the id hashes in the record headers (no JSON parsing). A torn or corrupt tail of the
 *last* segment — what a crash mid-append leaves — is truncated with a warning; damage anywhere
-else raises ``CorruptDataError``.
+else raises ``CorruptDataError``. (So a bit flip inside the last segment also drops the records
+after it: the scan cannot tell it from a torn write.) Opening costs one sequential pass over the
+log: about 0.5 s per 200k events on the benchmark machine.
+
+Crash semantics: a batch is acknowledged only after its fsync. A crash before that may leave any
+prefix of the batch's whole records (at-least-once); a client retrying with the same
+``event_id`` s gets the surviving ones deduplicated to their offsets. On macOS ``fsync`` does not
+flush the drive's cache (that needs ``F_FULLFSYNC``): durability there is weaker.
 
 Example:
     >>> import tempfile
@@ -39,7 +46,6 @@ import os
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +70,6 @@ FORMAT_VERSION = 1
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 _SEGMENT_RE = re.compile(r"^(\d{20})\.log$")
 _fdatasync = getattr(os, "fdatasync", os.fsync)
-_VERIFY_SPAN = 512  # offsets this close are verified with one read
 
 
 class FileEventLog:
@@ -210,7 +215,10 @@ class FileEventLog:
                 raise ValidationError(f"cannot be stored as JSON: {exc}", field="events") from exc
             active = self._segments[-1]
             if active.count and active.size + len(blob) > self.segment_bytes:
-                active = self._roll()
+                try:
+                    active = self._roll()
+                except OSError as exc:  # nothing was appended; the active segment is unchanged
+                    raise UnavailableError(f"cannot start a new segment in {self.path}: {exc}") from exc
             first = active.end
             try:
                 write_all(self._fd, blob)  # type: ignore[arg-type]
@@ -232,10 +240,7 @@ class FileEventLog:
             self._check_open()
             segments = self._segments[seg.find_segment(self._segments, from_offset) :]
             if segments:
-                last = segments[-1]
-                segments[-1] = replace(
-                    last, index_offsets=list(last.index_offsets), index_positions=list(last.index_positions)
-                )
+                segments[-1] = segments[-1].snapshot()
         return seg.read_records(segments, int(from_offset), int(max_records))
 
     def commit(self, group: str, offset: int) -> None:
@@ -244,7 +249,10 @@ class FileEventLog:
             self._check_writable()
             check_commit_args(group, offset, self.end_offset)
             groups = {**self._groups, group: int(offset)}
-            write_atomic(self.path / "offsets.json", groups)
+            try:
+                write_atomic(self.path / "offsets.json", groups)
+            except OSError as exc:
+                raise UnavailableError(f"cannot commit the offset of {group!r}: {exc}") from exc
             self._groups = groups
 
     def committed(self, group: str) -> int:
@@ -299,16 +307,4 @@ class FileEventLog:
         return segment
 
     def _event_ids_at(self, offsets: list[int]) -> dict[int, str | None]:
-        """Event ids at sorted ``offsets``, reading nearby offsets together (a retried batch: one read)."""
-        out: dict[int, str | None] = {}
-        i = 0
-        while i < len(offsets):
-            j = i
-            while j + 1 < len(offsets) and offsets[j + 1] - offsets[i] < _VERIFY_SPAN:
-                j += 1
-            start = offsets[i]
-            segments = self._segments[seg.find_segment(self._segments, start) :]
-            for r in seg.read_records(segments, start, offsets[j] - start + 1):
-                out[r.offset] = getattr(r.event, "event_id", None)
-            i = j + 1
-        return out
+        return seg.read_event_ids(self._segments, offsets)

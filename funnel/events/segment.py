@@ -30,7 +30,7 @@ import json
 import struct
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -217,6 +217,12 @@ class Segment:
         finally:
             self.count, self.size = count, size
 
+    def snapshot(self) -> Segment:
+        """A copy frozen at the current extent (safe to read while appends go on)."""
+        return replace(
+            self, index_offsets=list(self.index_offsets), index_positions=list(self.index_positions)
+        )
+
     def seek_point(self, offset: int) -> tuple[int, int]:
         """``(offset, byte position)`` of the last indexed record at or before ``offset``."""
         lo, hi = 0, len(self.index_offsets)
@@ -283,3 +289,18 @@ def find_segment(segments: list[Segment], offset: int) -> int:
         else:
             hi = mid
     return lo if segments and offset < segments[-1].end else len(segments)
+
+
+def read_event_ids(segments: list[Segment], offsets: list[int], span: int = 512) -> dict[int, str | None]:
+    """Event ids stored at sorted ``offsets``; offsets within ``span`` of each other share one read."""
+    out: dict[int, str | None] = {}
+    i = 0
+    while i < len(offsets):
+        j = i
+        while j + 1 < len(offsets) and offsets[j + 1] - offsets[i] < span:
+            j += 1
+        start = offsets[i]
+        for r in read_records(segments[find_segment(segments, start) :], start, offsets[j] - start + 1):
+            out[r.offset] = getattr(r.event, "event_id", None)
+        i = j + 1
+    return out
