@@ -99,7 +99,9 @@ class FileEventLog:
         self._broken: str | None = None
         self._segments: list[seg.Segment] = []
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            if not self.path.is_dir():
+                self.path.mkdir(parents=True)
+                fsync_dir(self.path.parent)  # the new directory entry itself must be durable
             self._lock_fd = acquire_lock(self.path / "lock")
         except OSError as exc:
             raise UnavailableError(f"cannot open the event log at {self.path}: {exc}") from exc
