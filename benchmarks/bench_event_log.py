@@ -5,8 +5,9 @@ Run: ``python -m benchmarks.bench_event_log [--events 200000] [--batch 1000] [--
 The reference row writes the very bytes the log wrote (same batches: one ``os.write`` + one
 ``fdatasync`` each) to a plain file, so ``append`` minus ``raw write+fdatasync`` is the cost of
 dedup, JSON serialisation and framing; "serialise + frame only" (which includes the id hashes)
-splits that further. Temp dirs live next to the repository (same disk as the
-log would be). Results go to ``benchmarks/results/event_log.json``.
+splits that further. The machine may be shared: CPU seconds (``time.process_time``) are reported
+beside wall seconds, with the load average before and after. Temp dirs live next to the
+repository (same disk as the log would be). Results go to ``benchmarks/results/event_log.json``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from funnel.core.schema import Interaction
 from funnel.events.dedup import id_hash
 from funnel.events.file_log import FileEventLog
 from funnel.events.memory_log import MemoryEventLog
-from funnel.events.protocol import event_to_dict
+from funnel.events.protocol import event_json
 from funnel.events.segment import encode_batch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,16 +52,17 @@ def make_events(n: int) -> list[Interaction]:
     ]
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    t0 = time.perf_counter()
+def timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    """Wall and CPU seconds of ``fn()``."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def run_once(batches: list[list[Interaction]], path: Path) -> dict[str, float]:
-    """One run of every measurement; seconds by row name."""
+def run_once(batches: list[list[Interaction]], path: Path) -> dict[str, tuple[float, float]]:
+    """One run of every measurement; (wall, CPU) seconds by row name."""
     n = sum(len(b) for b in batches)
-    out: dict[str, float] = {}
+    out: dict[str, tuple[float, float]] = {}
     log = FileEventLog(path / "log")
     out["file: append"] = timed(lambda: [log.append(b) for b in batches])
     log.close()
@@ -80,7 +82,7 @@ def run_once(batches: list[list[Interaction]], path: Path) -> dict[str, float]:
 def bench(events: list[Interaction], batch: int, runs: int, workdir: Path) -> list[dict[str, Any]]:
     """Median of ``runs`` runs of every measurement, as table rows."""
     batches = [events[i : i + batch] for i in range(0, len(events), batch)]
-    times: dict[str, list[float]] = {}
+    times: dict[str, list[tuple[float, float]]] = {}
     for run in range(runs):
         (workdir / str(run)).mkdir()
         for name, seconds in run_once(batches, workdir / str(run)).items():
@@ -88,15 +90,18 @@ def bench(events: list[Interaction], batch: int, runs: int, workdir: Path) -> li
     nbytes = sum(p.stat().st_size for p in (workdir / "0" / "log").glob("*.log"))
     rows = []
     for name, secs in times.items():
-        med = statistics.median(secs)
+        wall = statistics.median(w for w, _ in secs)
+        cpu = statistics.median(c for _, c in secs)
         count = batch if "retried" in name else len(events)
         rows.append(
             {
                 "benchmark": name,
                 "events": count,
-                "median_s": round(med, 4),
-                "events_per_s": round(count / med),
-                "runs_s": [round(s, 4) for s in secs],
+                "median_s": round(wall, 4),
+                "events_per_s": round(count / wall),
+                "cpu_s": round(cpu, 4),
+                "events_per_cpu_s": round(count / cpu) if cpu else None,
+                "runs_s": [round(w, 4) for w, _ in secs],
             }
         )
     rows[0]["mb_per_s"] = round(nbytes / 1e6 / rows[0]["median_s"], 1)
@@ -111,7 +116,7 @@ def _read_all(log: FileEventLog, n: int) -> None:
 
 def _frame(batch: list[Interaction]) -> bytes:
     return encode_batch(
-        [event_to_dict(e) for e in batch], [id_hash(e.event_id) if e.event_id else 0 for e in batch]
+        [event_json(e) for e in batch], [id_hash(e.event_id) if e.event_id else 0 for e in batch]
     )[0]
 
 
@@ -130,17 +135,24 @@ def _raw(path: Path, blobs: list[bytes]) -> None:
         os.close(fd)
 
 
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"{'benchmark':<48} {'events':>8} {'median s':>9} {'events/s':>10}")
-    for r in rows:
-        print(f"{r['benchmark']:<48} {r['events']:>8} {r['median_s']:>9.3f} {r['events_per_s']:>10,}")
+try:  # the shared helpers (benchmarks/common.py), when present
+    from benchmarks.common import machine_meta, print_table, write_results
+except ImportError:  # a few lines of our own otherwise
 
+    def machine_meta() -> dict[str, Any]:
+        return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
 
-def _write_results(name: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
-    out = REPO / "benchmarks" / "results" / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"name": name, "meta": meta, "rows": rows}, indent=2) + "\n")
-    return out
+    def print_table(rows: list[dict[str, Any]]) -> None:
+        keys = ["benchmark", "events", "median_s", "events_per_s", "cpu_s", "events_per_cpu_s"]
+        print("  ".join(keys))
+        for r in rows:
+            print("  ".join(str(r[k]) for k in keys))
+
+    def write_results(name: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
+        out = REPO / "benchmarks" / "results" / f"{name}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"name": name, "meta": meta, "rows": rows}, indent=2) + "\n")
+        return out
 
 
 def main() -> None:
@@ -154,20 +166,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="funnel-bench-event-log-", dir=REPO.parent) as tmp:
         rows = bench(events, args.batch, args.runs, Path(tmp))
     meta = {
+        **machine_meta(),
         "events": args.events,
         "batch": args.batch,
         "runs": args.runs,
         "target_append_events_per_s": 50_000,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
-    try:  # the shared helpers, when present
-        from benchmarks.common import print_table, write_results
-    except ImportError:
-        print_table, write_results = _print_table, _write_results
     print_table(rows)
     path = write_results("event_log", rows, meta)
     print(f"wrote {path}")

@@ -59,7 +59,7 @@ from funnel.events.protocol import (
     LogRecord,
     check_commit_args,
     check_read_args,
-    event_to_dict,
+    event_json,
 )
 
 logger = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ class FileEventLog:
             if not plan.new:
                 return plan.offsets
             try:
-                blob, starts = seg.encode_batch([event_to_dict(events[i]) for i in plan.new], plan.hashes)
+                blob, starts = seg.encode_batch([event_json(events[i]) for i in plan.new], plan.hashes)
             except (TypeError, ValueError, RecursionError) as exc:
                 raise ValidationError(f"cannot be stored as JSON: {exc}", field="events") from exc
             active = self._segments[-1]

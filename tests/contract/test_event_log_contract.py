@@ -19,7 +19,7 @@ import pytest
 
 from funnel.core.errors import UnavailableError, ValidationError
 from funnel.core.schema import IMPRESSIONS, INTERACTIONS, Impression, Interaction
-from funnel.events.protocol import EventLog, event_from_dict, event_to_dict, iter_records
+from funnel.events.protocol import EventLog, event_from_dict, event_json, event_to_dict, iter_records
 from funnel.events.registry import open_event_log
 from funnel.events.tables import impressions_table, interactions_table
 
@@ -256,8 +256,27 @@ def test_tables_from_records(log: EventLog) -> None:
     assert interactions_table([]).num_rows == 0
 
 
-@pytest.mark.parametrize("event", [click(3, event_id="e", value=2.0, context={"a": "b"}), impression(4)])
+CODEC_CASES = [
+    click(3, event_id="e", value=2.0, context={"a": "b"}),
+    click(4, value=-0.0, request_id='q"\\\n\x01é😀', position=0),
+    click(5, value=1e300),
+    Interaction("u", "i", "view", T0, value=3, position=2),  # int value: the generic path
+    Interaction("u", "i", "view", T0, position=True),  # bool position: the generic path
+    Interaction(7, "i", "view", T0),  # type: ignore[arg-type]  # non-str id: the generic path
+    impression(6),
+    Impression("r", "u", ("a",), (0,), T0),
+]
+
+
+@pytest.mark.parametrize("event", CODEC_CASES, ids=range(len(CODEC_CASES)))
 def test_codec_matches_to_dict(event: Interaction | Impression) -> None:
-    encoded = json.loads(json.dumps(event_to_dict(event)))
-    assert encoded == {"kind": type(event).__name__.lower(), **event.to_dict()}
-    assert event_from_dict(encoded) == event
+    expected = {"kind": type(event).__name__.lower(), **event.to_dict()}
+    assert json.loads(json.dumps(event_to_dict(event))) == expected
+    assert event_json(event) == json.dumps(expected, separators=(",", ":"), ensure_ascii=False)
+    assert event_from_dict(json.loads(event_json(event))) == event
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_codec_rejects_non_finite_values(value: float) -> None:
+    with pytest.raises(ValueError):
+        event_json(Interaction("u", "i", "rating", T0, value=value))

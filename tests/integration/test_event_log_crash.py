@@ -23,7 +23,7 @@ import pytest
 from funnel.core.schema import Impression, Interaction
 from funnel.events.dedup import id_hash
 from funnel.events.file_log import FileEventLog
-from funnel.events.protocol import event_to_dict
+from funnel.events.protocol import event_json
 from funnel.events.segment import encode_batch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,7 +119,7 @@ def test_half_a_record_by_hand_is_truncated_and_appends_resume(
         log.append([make_event(i) for i in range(40)])
     segment = sorted(tmp_path.glob("*.log"))[-1]
     size = segment.stat().st_size
-    record, _ = encode_batch([event_to_dict(make_event(40))], [id_hash("e40")])
+    record, _ = encode_batch([event_json(make_event(40))], [id_hash("e40")])
     with open(segment, "ab") as fh:
         fh.write(record[: len(record) // 2])  # the first half of record 40: header and part of the JSON
     with caplog.at_level(logging.WARNING), FileEventLog(tmp_path) as log:
@@ -136,7 +136,7 @@ def test_partially_persisted_batch_keeps_its_whole_records_and_a_retry_dedups(tm
     with FileEventLog(tmp_path) as log:
         log.append([make_event(i) for i in range(10)])
     batch = [Interaction(f"u{k}", "x", "click", 1_700_000_000_000, event_id=f"retry-{k}") for k in range(5)]
-    blob, starts = encode_batch([event_to_dict(e) for e in batch], [id_hash(f"retry-{k}") for k in range(5)])
+    blob, starts = encode_batch([event_json(e) for e in batch], [id_hash(f"retry-{k}") for k in range(5)])
     segment = sorted(tmp_path.glob("*.log"))[-1]
     with open(segment, "ab") as fh:
         fh.write(blob[: starts[2] + 10])  # two whole records and a torn third

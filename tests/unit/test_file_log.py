@@ -67,7 +67,7 @@ def test_torn_tail_is_truncated_and_appends_resume(tmp_path: Path, caplog: pytes
         fill(log, 20)
     seg = segments(tmp_path)[-1]
     good = seg.stat().st_size
-    blob, _ = encode_batch([{"kind": "interaction", "junk": "x" * 50}], [0])
+    blob, _ = encode_batch(['{"kind":"interaction","junk":"' + "x" * 50 + '"}'], [0])
     with open(seg, "ab") as fh:
         fh.write(blob[: len(blob) // 2])  # half a record: a crash mid-write
     with caplog.at_level(logging.WARNING, logger="funnel.events.file_log"), FileEventLog(tmp_path) as log:
