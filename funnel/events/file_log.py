@@ -45,6 +45,7 @@ import logging
 import os
 import re
 import threading
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -149,8 +150,7 @@ class FileEventLog:
 
     def _open_segments(self) -> None:
         names = sorted(p.name for p in self.path.iterdir() if _SEGMENT_RE.match(p.name))
-        hashes: list[int] = []
-        offsets: list[int] = []
+        hashes, offsets = array("q"), array("q")  # 8 bytes per id, not ~40 as Python ints in a list
         expected = 0
         for k, name in enumerate(names):
             segment = seg.Segment(int(name[:20]), self.path / name)
@@ -163,9 +163,9 @@ class FileEventLog:
             expected = segment.end
         if not self._segments:
             self._segments.append(self._create_segment(0))
-        self._dedup.add(hashes, offsets)
+        self._dedup.add(np.frombuffer(hashes, dtype=np.int64), np.frombuffer(offsets, dtype=np.int64))
 
-    def _scan(self, segment: seg.Segment, last: bool, hashes: list[int], offsets: list[int]) -> None:
+    def _scan(self, segment: seg.Segment, last: bool, hashes: array[int], offsets: array[int]) -> None:
         with open(segment.path, "rb") as fh:
             header = seg.read_header(fh)
             if header is None and last:

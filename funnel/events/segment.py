@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, MutableSequence, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -176,7 +176,7 @@ class Segment:
             self.index_positions.append(pos)
         self.count += 1
 
-    def load(self, fh: BinaryIO, hashes: list[int], offsets: list[int]) -> None:
+    def load(self, fh: BinaryIO, hashes: MutableSequence[int], offsets: MutableSequence[int]) -> None:
         """Scan a freshly opened segment file: count and index its records.
 
         Collects ``(id hash, offset)`` of the records with an event id. Raises
