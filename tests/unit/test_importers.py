@@ -331,6 +331,13 @@ def test_header_bom_and_crlf_lines(tmp_path: Path) -> None:
     assert bad_lines(report) == [(4, "item_id")]
 
 
+def test_bom_on_a_headerless_file(tmp_path: Path) -> None:
+    p = tmp_path / "ratings.dat"
+    p.write_bytes(b"\xef\xbb\xbf1::0002844::7::1365029107\n")
+    _, t = run(p, "movietweetings")
+    assert t["interactions"].column("user_id").to_pylist() == ["1"]
+
+
 def test_triple_colon_splits_after_the_field(tmp_path: Path) -> None:
     p = tmp_path / "m.dat"
     p.write_text("1::Title: (1999):::Drama|War\n")
@@ -361,8 +368,12 @@ def test_errors_for_bad_arguments(tmp_path: Path) -> None:
         run(FIXTURES / "ml-1m", "netflix")
     with pytest.raises(ConfigError):
         run(FIXTURES / "ml-1m", "movielens", on_error="ignore")
+    with pytest.raises(ConfigError, match="mapping and items_path apply to csv and parquet"):
+        run(FIXTURES / "ml-1m", "movielens", mapping=ColumnMapping())
     with pytest.raises(NotFoundError):
         run(tmp_path, "movielens")
+    with pytest.raises(NotFoundError):
+        run(tmp_path / "nope.csv", "csv")
     with pytest.raises(ValidationError, match=r"^uid: not in csv file events\.csv"):
         run(FIXTURES / "generic" / "events.csv", "csv", mapping=ColumnMapping(user_col="uid"))
 

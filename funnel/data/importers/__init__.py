@@ -64,6 +64,8 @@ def _plan(
     items_path: str | Path | None,
     kinds: Collection[str],
 ) -> Dataset:
+    if fmt in ("movielens", "movietweetings") and (mapping is not None or items_path is not None):
+        raise ConfigError(f"mapping and items_path apply to csv and parquet, not {fmt}")
     if fmt == "movielens":
         return open_movielens(path, kinds)
     if fmt == "movietweetings":

@@ -84,20 +84,19 @@ def sniff_encoding(path: str | Path, limit: int = 8 << 20) -> str:
 
 def _record_end(buf: bytes, quoting: bool) -> int:
     """Offset just past the last newline that ends a record (outside quotes); 0 if none."""
-    if not quoting or b'"' not in buf:
-        return buf.rfind(b"\n") + 1
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    nl = np.flatnonzero(arr == _NL)
-    ends = nl[np.searchsorted(np.flatnonzero(arr == _QUOTE), nl) % 2 == 0]
-    return int(ends[-1]) + 1 if len(ends) else 0
+    end = buf.rfind(b"\n")
+    if not quoting or end < 0 or b'"' not in buf:
+        return end + 1
+    quotes = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == _QUOTE)
+    while end >= 0 and np.searchsorted(quotes, end) % 2:  # inside a quoted field: step back
+        end = buf.rfind(b"\n", 0, end)
+    return end + 1
 
 
-def _pieces(
-    path: Path, quoting: bool, chunk_bytes: int, on_bytes: Callable[[int], None]
-) -> Iterator[tuple[bytes, int]]:
-    """Yield ``(whole records ending in a newline, line number of the first one)``."""
+def _pieces(path: Path, quoting: bool, chunk_bytes: int, on_bytes: Callable[[int], None]) -> Iterator[bytes]:
+    """Yield runs of whole records, each ending in a newline."""
     limit = max(8 * chunk_bytes, 256 << 20)
-    line, carry = 1, b""
+    carry = b""
     with open(path, "rb") as f:
         while block := f.read(chunk_bytes):
             on_bytes(len(block))
@@ -105,14 +104,13 @@ def _pieces(
             cut = _record_end(buf, quoting)
             if cut == 0:
                 if len(buf) > limit:
-                    raise ValidationError("record never ends (unbalanced quote?)", field="line", row=line)
+                    raise ValidationError(f"a record longer than {limit} bytes (unbalanced quote?)")
                 carry = buf
                 continue
             piece, carry = (buf, b"") if cut == len(buf) else (buf[:cut], buf[cut:])
-            yield piece, line
-            line += piece.count(b"\n")
+            yield piece
     if carry:
-        yield carry + b"\n", line
+        yield carry + b"\n"
 
 
 def _prepare(piece: bytes, fmt: TextFormat) -> bytes:
@@ -156,11 +154,14 @@ def _parse(
 
 
 def _first_record(buf: bytes, quoting: bool) -> int:
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    nl = np.flatnonzero(arr == _NL)
-    if quoting and b'"' in buf:
-        nl = nl[np.searchsorted(np.flatnonzero(arr == _QUOTE), nl) % 2 == 0]
-    return int(nl[0]) + 1 if len(nl) else len(buf)
+    """Offset just past the first record (the header): the first newline outside quotes."""
+    quotes, start = 0, 0
+    while (end := buf.find(b"\n", start)) >= 0:
+        quotes += buf.count(b'"', start, end) if quoting else 0
+        if quotes % 2 == 0:
+            return end + 1
+        start = end + 1
+    return len(buf)
 
 
 def read_header(path: str | Path, fmt: TextFormat) -> list[str]:
@@ -174,59 +175,88 @@ def read_header(path: str | Path, fmt: TextFormat) -> list[str]:
     return pv.read_csv(io.BytesIO(head), parse_options=opts).column_names if head.strip() else []
 
 
-def _chunk(
-    piece: bytes, first_line: int, fmt: TextFormat, names: list[str], types: dict[str, pa.DataType]
-) -> RawChunk:
-    arr = np.frombuffer(piece, dtype=np.uint8)
-    nl = np.flatnonzero(arr == _NL)
-    quotes = np.flatnonzero(arr == _QUOTE) if fmt.quoting and b'"' in piece else None
-    if quotes is None:
-        ends, lines = nl, first_line + np.arange(len(nl), dtype=np.int64)
-    else:
-        ends = nl[np.searchsorted(quotes, nl) % 2 == 0]
-        if len(ends) == 0 or ends[-1] != len(piece) - 1:
-            row = first_line + int(np.searchsorted(nl, ends[-1] + 1 if len(ends) else 0))
-            raise ValidationError("quoted field never ends (unbalanced quote)", field="line", row=row)
-    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
-    if quotes is not None:
-        lines = first_line + np.searchsorted(nl, starts).astype(np.int64)
-    length = ends - starts
-    blank = (length == 0) | ((length == 1) & (arr[starts] == _CR))
-    try:
-        table, invalid = _parse(piece, fmt, names, types, multiline=len(ends) < len(nl))
-    except pa.ArrowInvalid as typed_error:
-        try:
-            table, invalid = _parse(piece, fmt, names, dict.fromkeys(types, pa.string()), len(ends) < len(nl))
-        except pa.ArrowInvalid as error:
-            raise _unparsable(piece, lines, ends, error) from typed_error
-    wrong = np.zeros(len(ends), dtype=bool)
-    fields = np.ones(len(ends), dtype=np.int64)
-    if invalid:
-        delims = np.flatnonzero(arr == ord(fmt.sep))
+@dataclass
+class _Layout:
+    """Where the records of a chunk are: ends (newlines outside quotes), starts, source lines."""
+
+    nl: np.ndarray
+    ends: np.ndarray
+    starts: np.ndarray
+    lines: np.ndarray
+
+    @classmethod
+    def scan(cls, arr: np.ndarray, quotes: np.ndarray | None, first_line: int) -> _Layout:
+        nl = np.flatnonzero(arr == _NL)
+        if quotes is None:
+            ends, lines = nl, first_line + np.arange(len(nl), dtype=np.int64)
+        else:
+            ends = nl[np.searchsorted(quotes, nl) % 2 == 0]
+            if len(ends) == 0 or ends[-1] != len(arr) - 1:
+                row = first_line + int(np.searchsorted(nl, ends[-1] + 1 if len(ends) else 0))
+                raise ValidationError("quoted field never ends (unbalanced quote)", field="line", row=row)
+        starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+        if quotes is not None:
+            lines = first_line + np.searchsorted(nl, starts).astype(np.int64)
+        return cls(nl, ends, starts, lines)
+
+    def blank(self, arr: np.ndarray) -> np.ndarray:
+        length = self.ends - self.starts
+        return (length == 0) | ((length == 1) & (arr[self.starts] == _CR))
+
+    def fields(self, arr: np.ndarray, sep: str, quotes: np.ndarray | None) -> np.ndarray:
+        delims = np.flatnonzero(arr == ord(sep))
         if quotes is not None:
             delims = delims[np.searchsorted(quotes, delims) % 2 == 0]
-        fields += np.bincount(np.searchsorted(ends, delims), minlength=len(ends))
+        return 1 + np.bincount(np.searchsorted(self.ends, delims), minlength=len(self.ends))
+
+
+def _chunk(
+    piece: bytes, first_line: int, fmt: TextFormat, names: list[str], types: dict[str, pa.DataType]
+) -> tuple[RawChunk, int]:
+    """Parse whole records; returns the chunk and how many newlines (source lines) it spanned."""
+    arr = np.frombuffer(piece, dtype=np.uint8)
+    quotes = np.flatnonzero(arr == _QUOTE) if fmt.quoting and b'"' in piece else None
+    layout = _Layout.scan(arr, quotes, first_line)
+    multiline = len(layout.ends) < len(layout.nl)
+    try:
+        table, invalid = _parse(piece, fmt, names, types, multiline)
+    except pa.ArrowInvalid as typed_error:
+        try:
+            table, invalid = _parse(piece, fmt, names, dict.fromkeys(types, pa.string()), multiline)
+        except pa.ArrowInvalid as error:
+            raise _unparsable(piece, layout, error) from typed_error
+    blank = layout.blank(arr)
+    wrong = np.zeros(len(blank), dtype=bool)
+    if invalid:
+        fields = layout.fields(arr, fmt.sep, quotes)
         wrong = ~blank & (fields != len(names))
-    good = ~blank & ~wrong
-    if table.num_rows != int(good.sum()) or invalid != int(wrong.sum()):
-        raise ValidationError(
-            f"cannot align rows with lines {first_line}-{first_line + len(nl) - 1} "
-            "(stray quote or carriage return?)",
-            field="line",
-            row=first_line,
-        )
-    bad = [
-        BadRow(line, "fields", f"expected {len(names)} fields, found {found}")
-        for line, found in zip(lines[wrong].tolist(), fields[wrong].tolist(), strict=True)
-    ]
-    return RawChunk(table, lines[good], bad, int((~blank).sum()))
+    n_blank, n_wrong = int(blank.sum()), int(wrong.sum())
+    if table.num_rows != len(blank) - n_blank - n_wrong or invalid != n_wrong:
+        raise _misaligned(first_line, len(layout.nl))
+    bad = []
+    if n_wrong:
+        found = fields[wrong].tolist()
+        bad = [
+            BadRow(line, "fields", f"expected {len(names)} fields, found {n}")
+            for line, n in zip(layout.lines[wrong].tolist(), found, strict=True)
+        ]
+    lines = layout.lines[~(blank | wrong)] if n_blank or n_wrong else layout.lines
+    return RawChunk(table, lines, bad, len(blank) - n_blank), len(layout.nl)
 
 
-def _unparsable(piece: bytes, lines: np.ndarray, ends: np.ndarray, error: Exception) -> ValidationError:
+def _misaligned(first_line: int, n_lines: int) -> ValidationError:
+    where = f"lines {first_line}-{first_line + n_lines - 1}"
+    return ValidationError(
+        f"cannot align rows with {where} (stray quote or carriage return?)", field="line", row=first_line
+    )
+
+
+def _unparsable(piece: bytes, layout: _Layout, error: Exception) -> ValidationError:
+    lines = layout.lines
     try:
         piece.decode("utf-8")
     except UnicodeDecodeError as bad_utf8:
-        line = int(lines[min(np.searchsorted(ends, bad_utf8.start), len(lines) - 1)])
+        line = int(lines[min(np.searchsorted(layout.ends, bad_utf8.start), len(lines) - 1)])
         return ValidationError("is not valid UTF-8 (wrong encoding?)", field="line", row=line)
     return ValidationError(
         f"cannot parse lines {lines[0]}-{lines[-1]}: {error}", field="line", row=int(lines[0])
@@ -254,12 +284,15 @@ def iter_chunks(
     missing = [c for c in types if c not in names]
     if missing:
         raise ValidationError(f"not in {path.name} (columns: {', '.join(names)})", field=missing[0])
-    first = fmt.header
-    for piece, line in _pieces(path, fmt.quoting, chunk_bytes, on_bytes):
+    line, first = 1, True
+    for piece in _pieces(path, fmt.quoting, chunk_bytes, on_bytes):
         if first:
-            piece = piece.removeprefix(_BOM)
-            cut = _first_record(piece, fmt.quoting)
-            line += piece.count(b"\n", 0, cut)
-            piece, first = piece[cut:], False
+            piece, first = piece.removeprefix(_BOM), False
+            if fmt.header:
+                cut = _first_record(piece, fmt.quoting)
+                line += piece.count(b"\n", 0, cut)
+                piece = piece[cut:]
         if piece:
-            yield _chunk(_prepare(piece, fmt), line, fmt, names, types)
+            chunk, n_lines = _chunk(_prepare(piece, fmt), line, fmt, names, types)
+            line += n_lines
+            yield chunk

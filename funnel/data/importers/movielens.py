@@ -98,8 +98,8 @@ def tag_parts(
     for raw in iter_chunks(path, fmt, {item_col: S, tag_col: S}, ctx.chunk_bytes, ctx.on_bytes):
         errs = RowErrors(raw.lines)
         item, tag = raw.table[item_col], pc.utf8_trim_whitespace(raw.table[tag_col])
-        for name, col in ((item_col, item), (tag_col, tag)):
-            errs.add(name, mask(pc.equal(pc.binary_length(pc.utf8_trim_whitespace(col)), 0)), "is required")
+        for name, col in ((item_col, pc.utf8_trim_whitespace(item)), (tag_col, tag)):
+            errs.add(name, mask(pc.equal(pc.binary_length(col), 0)), "is required")
         good, bad = errs.apply(pa.table({"item_id": item, "tag": tag}))
         into.append(good)
         bad = [
