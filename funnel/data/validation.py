@@ -91,9 +91,16 @@ class RowErrors:
         self.bad = np.zeros(len(self.lines), dtype=bool)
         self.rows: list[BadRow] = []
 
-    def add(self, field: str, mask: np.ndarray, reason: Reason) -> None:
-        """Flag the rows of ``mask`` not flagged yet; ``reason`` may format per row (given indices)."""
-        new = mask & ~self.bad
+    def add(self, field: str, rows: np.ndarray | pa.Array | pa.ChunkedArray, reason: Reason) -> None:
+        """Flag the ``rows`` (a boolean mask, Arrow or NumPy) not flagged yet.
+
+        ``reason`` is a string or formats one reason per row from the row indices.
+        """
+        if not isinstance(rows, np.ndarray):
+            if not pc.any(rows).as_py():  # the common case: nothing to convert
+                return
+            rows = mask(rows)
+        new = rows & ~self.bad
         if not new.any():
             return
         idx = np.flatnonzero(new)
@@ -236,6 +243,8 @@ def to_epoch_ms(col: Column, unit: str = "ms") -> tuple[Column, np.ndarray]:
             "holds numbers: read them with time unit 's' or 'ms', not 'iso'", field="timestamp"
         )
     ms = _scale_ms(values, unit)
+    if ms.null_count == values.null_count:  # nothing became null: no non-finite number
+        return ms, bad
     return ms, bad | (mask(pc.is_null(ms)) & ~mask(pc.is_null(values)))
 
 
@@ -263,7 +272,7 @@ def _string(col: Column | None, n: int) -> Column:
 def _ids(table: pa.Table, name: str, errs: RowErrors) -> Column:
     col = _string(_column(table, name, required=True), table.num_rows)
     empty = pc.or_kleene(pc.equal(pc.binary_length(col), 0), pc.utf8_is_space(col))
-    errs.add(name, mask(pc.or_kleene(pc.is_null(col), empty)), "is required")
+    errs.add(name, pc.or_kleene(pc.is_null(col), empty), "is required")
     return col
 
 
@@ -276,8 +285,8 @@ def _time(table: pa.Table, name: str, errs: RowErrors, unit: str, required: bool
     ms, unparsable = to_epoch_ms(col, unit)
     errs.add(name, unparsable, _texts(col, "not a timestamp: "))
     if required:
-        errs.add(name, mask(pc.is_null(ms)), "is required")
-    out = mask(pc.or_(pc.less_equal(ms, MIN_TIMESTAMP_MS), pc.greater_equal(ms, MAX_TIMESTAMP_MS)))
+        errs.add(name, pc.is_null(ms), "is required")
+    out = pc.or_(pc.less_equal(ms, MIN_TIMESTAMP_MS), pc.greater_equal(ms, MAX_TIMESTAMP_MS))
     errs.add(name, out, "out of range (epoch ms after 1970-01-01 and before 2100-01-01)")
     return pc.cast(ms, TIMESTAMP)
 
@@ -292,13 +301,11 @@ def _number(table: pa.Table, name: str, errs: RowErrors, to: pa.DataType) -> Col
     else:
         values = pc.cast(col, pa.float64())
     if pa.types.is_floating(to):
-        errs.add(name, mask(pc.invert(pc.is_finite(values))), "must be finite")
+        errs.add(name, pc.invert(pc.is_finite(values)), "must be finite")
         return values
     info = np.iinfo(np.dtype(str(to)))
     ok = pc.and_(pc.equal(pc.floor(values), values), pc.less_equal(values, info.max))
-    errs.add(
-        name, mask(pc.invert(pc.and_(ok, pc.greater_equal(values, 0)))), "must be a non-negative integer"
-    )
+    errs.add(name, pc.invert(pc.and_(ok, pc.greater_equal(values, 0))), "must be a non-negative integer")
     return pc.cast(pc.if_else(ok, values, None), to)
 
 
@@ -307,8 +314,8 @@ def _event_types(table: pa.Table, errs: RowErrors) -> Column:
     if col is None:
         return pa.repeat(pa.scalar("click"), table.num_rows)
     col = _string(col, table.num_rows)
-    errs.add("type", mask(pc.is_null(col)), "is required")
-    unknown = mask(pc.invert(pc.is_in(col, value_set=pa.array(EVENT_TYPES))))
+    errs.add("type", pc.is_null(col), "is required")
+    unknown = pc.invert(pc.is_in(col, value_set=pa.array(EVENT_TYPES)))
     known = "; known: " + ", ".join(EVENT_TYPES)  # the wording of schema.check_event_type
     errs.add("type", unknown, _texts(col, "unknown event type ", known, limit=60))
     return col
@@ -357,7 +364,7 @@ def _str_list(table: pa.Table, name: str, sep: str) -> Column:
 def _attributes(table: pa.Table, errs: RowErrors) -> Column:
     col = _string(_column(table, "attributes"), table.num_rows)
     is_obj = pc.match_substring_regex(col, r"(?s)^\s*\{.*\}\s*$")
-    errs.add("attributes", mask(pc.invert(is_obj)), "must be a JSON object")
+    errs.add("attributes", pc.invert(is_obj), "must be a JSON object")
     return col
 
 
@@ -383,7 +390,7 @@ def validate_items(
     item_id = _ids(table, "item_id", errs)
     published = _time(table, "published_at", errs, time_unit, required=False)
     status = pc.fill_null(_string(_column(table, "status"), n), "listed")
-    bad_status = mask(pc.invert(pc.is_in(status, value_set=pa.array(ITEM_STATUSES))))
+    bad_status = pc.invert(pc.is_in(status, value_set=pa.array(ITEM_STATUSES)))
     errs.add("status", bad_status, f"must be one of {ITEM_STATUSES}")
     columns = [
         item_id,

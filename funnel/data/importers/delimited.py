@@ -82,35 +82,37 @@ def sniff_encoding(path: str | Path, limit: int = 8 << 20) -> str:
     return "utf-8"
 
 
-def _record_end(buf: bytes, quoting: bool) -> int:
-    """Offset just past the last newline that ends a record (outside quotes); 0 if none."""
+def _record_end(buf: bytes, quoting: bool) -> tuple[int, bool]:
+    """Offset just past the last newline ending a record (0 if none), and whether quotes occur."""
     end = buf.rfind(b"\n")
     if not quoting or end < 0 or b'"' not in buf:
-        return end + 1
+        return end + 1, False
     quotes = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == _QUOTE)
     while end >= 0 and np.searchsorted(quotes, end) % 2:  # inside a quoted field: step back
         end = buf.rfind(b"\n", 0, end)
-    return end + 1
+    return end + 1, True
 
 
-def _pieces(path: Path, quoting: bool, chunk_bytes: int, on_bytes: Callable[[int], None]) -> Iterator[bytes]:
-    """Yield runs of whole records, each ending in a newline."""
+def _pieces(
+    path: Path, quoting: bool, chunk_bytes: int, on_bytes: Callable[[int], None]
+) -> Iterator[tuple[bytes, bool]]:
+    """Yield runs of whole records, each ending in a newline, and whether they may hold quotes."""
     limit = max(8 * chunk_bytes, 256 << 20)
     carry = b""
     with open(path, "rb") as f:
         while block := f.read(chunk_bytes):
             on_bytes(len(block))
             buf = carry + block if carry else block
-            cut = _record_end(buf, quoting)
+            cut, quoted = _record_end(buf, quoting)
             if cut == 0:
                 if len(buf) > limit:
                     raise ValidationError(f"a record longer than {limit} bytes (unbalanced quote?)")
                 carry = buf
                 continue
             piece, carry = (buf, b"") if cut == len(buf) else (buf[:cut], buf[cut:])
-            yield piece
+            yield piece, quoted
     if carry:
-        yield carry + b"\n"
+        yield carry + b"\n", quoting
 
 
 def _prepare(piece: bytes, fmt: TextFormat) -> bytes:
@@ -211,11 +213,20 @@ class _Layout:
 
 
 def _chunk(
-    piece: bytes, first_line: int, fmt: TextFormat, names: list[str], types: dict[str, pa.DataType]
+    piece: bytes,
+    first_line: int,
+    fmt: TextFormat,
+    names: list[str],
+    types: dict[str, pa.DataType],
+    quoted: bool = True,
 ) -> tuple[RawChunk, int]:
-    """Parse whole records; returns the chunk and how many newlines (source lines) it spanned."""
+    """Parse whole records; returns the chunk and how many newlines (source lines) it spanned.
+
+    ``quoted=False`` promises that ``piece`` holds no quote character (saves a scan).
+    """
     arr = np.frombuffer(piece, dtype=np.uint8)
-    quotes = np.flatnonzero(arr == _QUOTE) if fmt.quoting and b'"' in piece else None
+    quotes = np.flatnonzero(arr == _QUOTE) if fmt.quoting and quoted else None
+    quotes = quotes if quotes is not None and len(quotes) else None
     layout = _Layout.scan(arr, quotes, first_line)
     multiline = len(layout.ends) < len(layout.nl)
     try:
@@ -285,7 +296,7 @@ def iter_chunks(
     if missing:
         raise ValidationError(f"not in {path.name} (columns: {', '.join(names)})", field=missing[0])
     line, first = 1, True
-    for piece in _pieces(path, fmt.quoting, chunk_bytes, on_bytes):
+    for piece, quoted in _pieces(path, fmt.quoting, chunk_bytes, on_bytes):
         if first:
             piece, first = piece.removeprefix(_BOM), False
             if fmt.header:
@@ -293,6 +304,6 @@ def iter_chunks(
                 line += piece.count(b"\n", 0, cut)
                 piece = piece[cut:]
         if piece:
-            chunk, n_lines = _chunk(_prepare(piece, fmt), line, fmt, names, types)
+            chunk, n_lines = _chunk(_prepare(piece, fmt), line, fmt, names, types, quoted)
             line += n_lines
             yield chunk
