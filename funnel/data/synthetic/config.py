@@ -39,7 +39,9 @@ class SyntheticConfig:
         item without a slate: a ``view`` with no request_id).
     Feedback:
         position_bias_power (examination probability ``1 / (1 + pos) ** power``), click_offset
-        (click logit = affinity - click_offset), skip_rate, watch_rate, rating_rate, like_threshold.
+        (click logit = affinity - click_offset), skip_rate, watch_rate, rating_rate, like_threshold
+        (like logit = 2 * (click logit - like_threshold)), activity_sigma (log-normal spread of
+        per-user session rates).
     Segments:
         countries, age_buckets (``minor_age_buckets`` never see ``18+`` items), devices.
     """

@@ -9,12 +9,14 @@ without biasing the time coverage. Per chunk everything is vectorised over ``ses
   weighted inside it), fresh items (published in the last 7 days) or uniform — among items already
   published; policy violations (``18+`` for minors, other-region items) and duplicates are
   replaced by a uniformly drawn all-ages, all-regions item, and what is still invalid is dropped;
-* **clicks** with ``P = position_bias[pos] * sigmoid(affinity - click_offset)``; explicit **skips**
-  of examined, unclicked slots with ``P = skip_rate * position_bias[pos] * sigmoid(offset - affinity)``;
-* **organic** sessions (no slate shown): the user picks one candidate by softmax over affinity and
-  emits a ``view`` with no request_id or position;
-* after a click or a view: ``watch`` (completion = sigmoid of affinity, device and noise),
-  ``like`` (``sigmoid(2 (affinity - like_threshold))``) and ``rating`` (1–5, rounded from affinity).
+* **clicks** with ``P = position_bias[pos] * sigmoid(logit)``, ``logit = affinity - click_offset``;
+  explicit **skips** of unclicked slots with ``P = skip_rate * position_bias[pos] * sigmoid(-logit)``;
+* **organic** sessions (no slate shown): the user picks one of ``slate_size`` candidates (drawn like
+  a slate) by softmax over affinity and emits a ``view`` with no request_id or position;
+* after a click or a view: ``watch`` with probability ``watch_rate`` (completion
+  ``sigmoid(1.2 (logit + 1.5) + device shift + N(0, 0.7²))``, 1.0 above 0.97), ``like`` with
+  ``sigmoid(2 (logit - like_threshold))`` and ``rating`` with ``rating_rate`` (value
+  ``rint(3.5 + 0.55 (logit + 1) + N(0, 0.6²))`` clipped to 1–5).
 
 Event times increase within a session (positive gaps summed from the session start).
 """
