@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -21,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.common import machine_meta, print_table, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,33 +67,6 @@ def run_child(items: int, users: int, interactions: int, seed: int, write: bool)
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    keys = [k for k in rows[0] if not isinstance(rows[0][k], dict)]
-    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
-    print("  ".join(k.rjust(widths[k]) for k in keys))
-    for r in rows:
-        print("  ".join(str(r[k]).rjust(widths[k]) for k in keys))
-
-
-def _write_results(name: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
-    path = REPO / "benchmarks" / "results" / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def _machine_meta() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "load_average": list(os.getloadavg()),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, nargs="+", default=[100_000])
@@ -114,11 +87,6 @@ def main() -> None:
         users = args.users or max(1, interactions // 50)
         rows.append(run_child(items, users, interactions, args.seed, not args.no_write))
         print(f"done: {items} items, {interactions} interactions", file=sys.stderr, flush=True)
-    try:  # the shared helpers (benchmarks/common.py)
-        from benchmarks.common import machine_meta, print_table, write_results
-    except ImportError:
-        print_table, write_results = _print_table, _write_results
-        machine_meta = _machine_meta
     print_table(rows)
     meta = {
         **machine_meta(),
