@@ -9,7 +9,8 @@ Two forms of each record share one set of rules:
   ``from_dict``, validated field by field — the path of single events (HTTP, the event log).
 
 Timestamps are UTC epoch milliseconds (``timestamp[ms, UTC]`` in Arrow). A timestamp is valid
-between :data:`MIN_TIMESTAMP_MS` (exclusive) and :data:`MAX_TIMESTAMP_MS` (exclusive).
+between :data:`MIN_TIMESTAMP_MS` (exclusive) and :data:`MAX_TIMESTAMP_MS` (exclusive); an item's
+``published_at`` may go back to :data:`MIN_PUBLISHED_MS`.
 
 Example:
     >>> ev = Interaction.from_dict({"user_id": "u1", "item_id": "i9", "type": "click",
@@ -38,6 +39,8 @@ MIN_TIMESTAMP_MS = 0
 """Exclusive lower bound for timestamps (epoch 0 usually means 'missing')."""
 MAX_TIMESTAMP_MS = 4_102_444_800_000
 """Exclusive upper bound for timestamps: 2100-01-01T00:00:00Z."""
+MIN_PUBLISHED_MS = -5_364_662_400_000
+"""Exclusive lower bound for ``published_at``: 1800-01-01T00:00:00Z (catalogues hold old films)."""
 
 
 class EventType(StrEnum):
@@ -137,16 +140,19 @@ def _optional_str(data: dict[str, Any], name: str, row: int | None) -> str | Non
     return value
 
 
-def check_timestamp(value: Any, row: int | None = None, name: str = "timestamp") -> int:
-    """Return ``value`` as epoch ms after checking type and range; raise ``ValidationError``."""
+def check_timestamp(
+    value: Any, row: int | None = None, name: str = "timestamp", low: int = MIN_TIMESTAMP_MS
+) -> int:
+    """Return ``value`` as epoch ms after checking type and range (``low``, MAX); raise otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError("must be epoch milliseconds (a number)", field=name, row=row)
     if not math.isfinite(value):
         raise ValidationError("must be finite", field=name, row=row)
     ms = int(value)
-    if not MIN_TIMESTAMP_MS < ms < MAX_TIMESTAMP_MS:
+    if not low < ms < MAX_TIMESTAMP_MS:
+        after = "1800-01-01" if low == MIN_PUBLISHED_MS else "1970-01-01"
         raise ValidationError(
-            f"{ms} is out of range (epoch ms after 1970-01-01 and before 2100-01-01)",
+            f"{ms} is out of range (epoch ms after {after} and before 2100-01-01)",
             field=name,
             row=row,
         )
@@ -300,7 +306,9 @@ class Item:
             categories=_str_list(data, "categories", row),
             tags=_str_list(data, "tags", row),
             creator_id=_optional_str(data, "creator_id", row),
-            published_at=None if published is None else check_timestamp(published, row, "published_at"),
+            published_at=None
+            if published is None
+            else check_timestamp(published, row, "published_at", MIN_PUBLISHED_MS),
             status=status,
             attributes=attrs,
         )

@@ -40,6 +40,7 @@ from funnel.core.schema import (
     ITEM_STATUSES,
     ITEMS,
     MAX_TIMESTAMP_MS,
+    MIN_PUBLISHED_MS,
     MIN_TIMESTAMP_MS,
     TIMESTAMP,
     USERS,
@@ -276,7 +277,9 @@ def _ids(table: pa.Table, name: str, errs: RowErrors) -> Column:
     return col
 
 
-def _time(table: pa.Table, name: str, errs: RowErrors, unit: str, required: bool) -> pa.Array:
+def _time(
+    table: pa.Table, name: str, errs: RowErrors, unit: str, required: bool, low: int = MIN_TIMESTAMP_MS
+) -> pa.Array:
     col = _column(table, name, required=required)
     if col is None:
         return pa.nulls(table.num_rows, TIMESTAMP)
@@ -286,8 +289,9 @@ def _time(table: pa.Table, name: str, errs: RowErrors, unit: str, required: bool
     errs.add(name, unparsable, _texts(col, "not a timestamp: "))
     if required:
         errs.add(name, pc.is_null(ms), "is required")
-    out = pc.or_(pc.less_equal(ms, MIN_TIMESTAMP_MS), pc.greater_equal(ms, MAX_TIMESTAMP_MS))
-    errs.add(name, out, "out of range (epoch ms after 1970-01-01 and before 2100-01-01)")
+    out = pc.or_(pc.less_equal(ms, low), pc.greater_equal(ms, MAX_TIMESTAMP_MS))
+    after = "1800-01-01" if low == MIN_PUBLISHED_MS else "1970-01-01"
+    errs.add(name, out, f"out of range (epoch ms after {after} and before 2100-01-01)")
     return pc.cast(ms, TIMESTAMP)
 
 
@@ -373,7 +377,7 @@ def validate_items(
 ) -> tuple[pa.Table, list[BadRow]]:
     """Split a catalogue table into good rows (``ITEMS`` schema) and bad rows.
 
-    Rules: ``item_id`` present and not blank; ``published_at`` null or in range (read with
+    Rules: ``item_id`` present and not blank; ``published_at`` null or after 1800-01-01 (read with
     ``time_unit``); ``status`` one of ``ITEM_STATUSES`` (null means ``listed``); ``attributes`` null
     or a JSON object. Text ``categories``/``tags`` are split on ``list_sep``.
 
@@ -388,7 +392,7 @@ def validate_items(
     errs = RowErrors(line_numbers)
     n = table.num_rows
     item_id = _ids(table, "item_id", errs)
-    published = _time(table, "published_at", errs, time_unit, required=False)
+    published = _time(table, "published_at", errs, time_unit, required=False, low=MIN_PUBLISHED_MS)
     status = pc.fill_null(_string(_column(table, "status"), n), "listed")
     bad_status = pc.invert(pc.is_in(status, value_set=pa.array(ITEM_STATUSES)))
     errs.add("status", bad_status, f"must be one of {ITEM_STATUSES}")

@@ -79,7 +79,9 @@ def test_impression_validation():
     assert imp.positions == (0, 1)
     assert Impression.from_dict(imp.to_dict()) == imp
     with pytest.raises(ValidationError, match="positions"):
-        Impression.from_dict({"request_id": "r", "user_id": "u", "item_ids": ["a"], "positions": [0, 1], "timestamp": TS})
+        Impression.from_dict(
+            {"request_id": "r", "user_id": "u", "item_ids": ["a"], "positions": [0, 1], "timestamp": TS}
+        )
     with pytest.raises(ValidationError, match="propensities"):
         Impression.from_dict(
             {"request_id": "r", "user_id": "u", "item_ids": ["a"], "propensities": [0.0], "timestamp": TS}
@@ -93,3 +95,12 @@ def test_item_and_user_validation():
         Item.from_dict({"item_id": "a", "status": "gone"})
     with pytest.raises(ValidationError, match="attributes"):
         User.from_dict({"user_id": "u", "attributes": [1]})
+
+
+def test_published_at_accepts_old_films_but_not_before_1800():
+    old = Item.from_dict({"item_id": "0002844", "published_at": -1_798_761_600_000})  # 1913-01-01
+    assert old.published_at == -1_798_761_600_000
+    with pytest.raises(ValidationError, match="after 1800-01-01"):
+        Item.from_dict({"item_id": "x", "published_at": -6_000_000_000_000})
+    with pytest.raises(ValidationError, match="after 1970-01-01"):
+        Interaction.from_dict(_interaction(timestamp=-1_798_761_600_000))

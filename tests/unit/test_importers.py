@@ -59,7 +59,7 @@ def test_movielens_100k() -> None:
     assert items["302"]["categories"] == ["Crime", "Film-Noir", "Mystery", "Thriller"]
     assert items["377"]["title"] == "Café au lait (1934)"  # latin-1 in the file
     assert items["242"]["published_at"] == datetime(1997, 1, 24, tzinfo=UTC)  # release date
-    assert items["377"]["published_at"] is None  # before 1970: kept as a year attribute only
+    assert items["377"]["published_at"] == datetime(1934, 1, 1, tzinfo=UTC)  # year only: January 1
     assert json.loads(items["377"]["attributes"]) == {"year": 1934}
     assert json.loads(items["242"]["attributes"])["imdb_url"].endswith("Kolya%20(1996)")
     users = t["users"].to_pylist()

@@ -171,25 +171,26 @@ def test_large_tables_are_validated_without_row_loops() -> None:
 def test_items() -> None:
     table = pa.table(
         {
-            "item_id": ["a", "b", "", "d", "e", "f"],
-            "title": ["A", None, "C", "D", "E", "F"],
-            "categories": ["Drama|War", "", "x", "y", "z", None],
-            "published_at": ["2001-01-01", None, None, "1962-10-05", None, None],
-            "status": ["listed", None, None, None, "gone", "unlisted"],
-            "attributes": ['{"age_rating": 12}', None, None, None, None, "[1]"],
+            "item_id": ["a", "b", "", "d", "e", "f", "g"],
+            "title": ["A", None, "C", "D", "E", "F", "G"],
+            "categories": ["Drama|War", "", "x", "y", "z", None, None],
+            "published_at": ["2001-01-01", None, None, "1799-10-05", "1962-10-05", None, None],
+            "status": ["listed", None, None, None, "listed", "unlisted", "gone"],
+            "attributes": ['{"age_rating": 12}', None, None, None, None, "[1]", None],
         }
     )
-    good, bad = validate_items(table, lines(6), time_unit="iso")
-    assert good.schema == ITEMS and good.column("item_id").to_pylist() == ["a", "b"]
-    assert good.column("categories").to_pylist() == [["Drama", "War"], []]
-    assert good.column("status").to_pylist() == ["listed", "listed"]  # null means listed
+    good, bad = validate_items(table, lines(7), time_unit="iso")
+    assert good.schema == ITEMS and good.column("item_id").to_pylist() == ["a", "b", "e"]
+    assert good.column("categories").to_pylist() == [["Drama", "War"], [], ["z"]]
+    assert good.column("status").to_pylist() == ["listed", "listed", "listed"]  # null means listed
+    assert good.column("published_at")[2].as_py() == datetime(1962, 10, 5, tzinfo=UTC)  # old films are fine
     assert good.column("published_at")[0].as_py() == datetime(2001, 1, 1, tzinfo=UTC)
     assert json.loads(good.column("attributes")[0].as_py()) == {"age_rating": 12}
     assert [(b.line, b.field) for b in bad] == [
         (4, "item_id"),
-        (5, "published_at"),  # before 1970: outside the valid range
-        (6, "status"),
+        (5, "published_at"),  # before 1800: outside the valid range
         (7, "attributes"),
+        (8, "status"),
     ]
 
 

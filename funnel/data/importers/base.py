@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from funnel.core.schema import MIN_PUBLISHED_MS
 from funnel.data.importers.delimited import TextFormat, iter_chunks
 from funnel.data.validation import VALIDATORS, BadRow, Column
 
@@ -143,17 +144,13 @@ def title_year(titles: Column) -> Column:
 
 
 def date_ms(text: Column, fmt: str = "%Y-%m-%d") -> Column:
-    """Epoch ms of dates written as ``fmt``, null when unparsable or not after 1970-01-01.
-
-    Pre-1970 dates are invalid ``published_at`` values in funnel; importers keep the year in
-    ``attributes`` instead.
-    """
+    """Epoch ms of dates written as ``fmt``, null when unparsable or not after 1800-01-01."""
     ms = pc.cast(pc.strptime(text, format=fmt, unit="ms", error_is_null=True), pa.int64())
-    return pc.if_else(pc.greater(ms, 0), ms, None)
+    return pc.if_else(pc.greater(ms, MIN_PUBLISHED_MS), ms, None)
 
 
 def year_ms(years: Column) -> Column:
-    """Epoch ms of January 1 of each year (text); null for 1970 and earlier, or when missing."""
+    """Epoch ms of January 1 of each year (text); null before 1800, or when missing."""
     return date_ms(pc.binary_join_element_wise(years, "-01-01", ""))
 
 

@@ -12,7 +12,7 @@ Example:
     >>> _ = (d / "movies.dat").write_text("0002844::Fantômas (1913)::\n")
     >>> parts = list(open_movietweetings(d).parts(ReadContext()))
     >>> parts[0].table.select(["item_id", "categories", "published_at"]).to_pylist()
-    [{'item_id': '0002844', 'categories': [], 'published_at': None}]
+    [{'item_id': '0002844', 'categories': [], 'published_at': datetime.datetime(1913, 1, 1, 0, 0, tzinfo=...)}]
     >>> parts[1].table.select(["item_id", "value"]).to_pylist()
     [{'item_id': '0002844', 'value': 7.0}]
 """
