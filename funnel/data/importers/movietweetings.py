@@ -11,8 +11,9 @@ Example:
     >>> _ = (d / "ratings.dat").write_text("1::0002844::7::1365029107\n")
     >>> _ = (d / "movies.dat").write_text("0002844::Fantômas (1913)::\n")
     >>> parts = list(open_movietweetings(d).parts(ReadContext()))
-    >>> parts[0].table.select(["item_id", "categories", "published_at"]).to_pylist()
-    [{'item_id': '0002844', 'categories': [], 'published_at': datetime.datetime(1913, 1, 1, 0, 0, tzinfo=...)}]
+    >>> row = parts[0].table.select(["item_id", "categories", "published_at"]).to_pylist()[0]
+    >>> row["item_id"], row["categories"], row["published_at"].year
+    ('0002844', [], 1913)
     >>> parts[1].table.select(["item_id", "value"]).to_pylist()
     [{'item_id': '0002844', 'value': 7.0}]
 """
