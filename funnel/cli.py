@@ -1,0 +1,226 @@
+"""``funnel``: the command line. Every command that keeps state takes ``--data-dir``.
+
+Example:
+    funnel demo --data-dir ./funnel-data
+    funnel import --data-dir D --data ../shared/data/movietweetings-100k --format movietweetings
+    funnel train --data-dir D
+    funnel recommend --data-dir D --user 42 --k 10
+
+Errors funnel raises on purpose print one line to stderr; input the user can fix exits with 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from funnel.core.errors import FunnelError, exit_code
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="funnel: a multi-stage recommendation engine.",
+)
+# Wide enough for the evaluation table when stdout is a file or a pipe (rich assumes 80 columns).
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+
+DataDir = Annotated[Path, typer.Option("--data-dir", help="The engine's data directory.")]
+Format = Annotated[str, typer.Option("--format", help="movielens | movietweetings | csv | parquet")]
+UserCol = Annotated[str, typer.Option("--user-col", help="Generic CSV/Parquet: user id column.")]
+ItemCol = Annotated[str, typer.Option("--item-col", help="Generic CSV/Parquet: item id column.")]
+TimeCol = Annotated[str, typer.Option("--time-col", help="Generic CSV/Parquet: timestamp column.")]
+TypeCol = Annotated[str | None, typer.Option("--type-col", help="Generic CSV/Parquet: event type column.")]
+ValueCol = Annotated[str | None, typer.Option("--value-col", help="Generic CSV/Parquet: value column.")]
+OnError = Annotated[
+    str, typer.Option("--on-error", help="fail: stop at bad rows (exit 2); skip: report them.")
+]
+DEFAULT_DIR = Path("./funnel-data")
+
+
+def _mapping(user_col: str, item_col: str, time_col: str, type_col: str | None, value_col: str | None):
+    from funnel.data.importers import ColumnMapping
+
+    return ColumnMapping(
+        user_col=user_col, item_col=item_col, time_col=time_col, type_col=type_col, value_col=value_col
+    )
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    from funnel.core.errors import ValidationError
+
+    if value not in choices:
+        raise ValidationError(f"must be one of {', '.join(choices)}, got {value!r}", field=name)
+
+
+@app.command("import")
+def import_(
+    data: Annotated[Path, typer.Option("--data", help="A file or folder to import.")],
+    fmt: Format = "csv",
+    data_dir: DataDir = DEFAULT_DIR,
+    items: Annotated[Path | None, typer.Option("--items", help="Generic format: items file.")] = None,
+    user_col: UserCol = "user_id",
+    item_col: ItemCol = "item_id",
+    time_col: TimeCol = "timestamp",
+    type_col: TypeCol = None,
+    value_col: ValueCol = None,
+    on_error: OnError = "fail",
+) -> None:
+    """Import interactions (and items/users where the format has them) into the data directory."""
+    from funnel.data.importers import FORMATS, import_dataset
+    from funnel.engine import Engine
+
+    _check_choice("--format", fmt, FORMATS)
+    _check_choice("--on-error", on_error, ("fail", "skip"))
+    engine = Engine(data_dir)
+    with engine.lake.writer() as writer:
+        report = import_dataset(
+            data,
+            fmt,
+            sink=writer.write,
+            mapping=_mapping(user_col, item_col, time_col, type_col, value_col),
+            on_error=on_error,
+            items_path=items,
+        )
+        rows = writer.commit()
+    console.print(report.summary())
+    console.print(f"imported into {data_dir}: " + ", ".join(f"{v} {k}" for k, v in sorted(rows.items())))
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option("--data", help="A file or folder to evaluate on.")],
+    fmt: Format = "csv",
+    protocol: Annotated[str, typer.Option(help="strat | usertemporal | temporal")] = "strat",
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Cut-off of the metrics.")] = 10,
+    models: Annotated[
+        str, typer.Option(help="Comma-separated: pop,itemknn,ease,als")
+    ] = "pop,itemknn,ease,als",
+    ratio: Annotated[float, typer.Option(min=0.05, max=0.95, help="Training fraction.")] = 0.75,
+    seed: Annotated[int, typer.Option(help="Random seed of the split.")] = 42,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+    user_col: UserCol = "user_id",
+    item_col: ItemCol = "item_id",
+    time_col: TimeCol = "timestamp",
+    type_col: TypeCol = None,
+    value_col: ValueCol = None,
+) -> None:
+    """Compare baselines offline on a dataset: one table row per model."""
+    from funnel.cli_output import evaluation_table
+    from funnel.core.interactions import Interactions
+    from funnel.data.importers import FORMATS, load_interactions
+    from funnel.eval.runner import evaluate_models
+    from funnel.eval.splits import PROTOCOLS
+    from funnel.retrieval.models import MODELS
+
+    _check_choice("--format", fmt, FORMATS)
+    _check_choice("--protocol", protocol, tuple(PROTOCOLS))
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    for name in names:
+        _check_choice("--models", name, tuple(MODELS))
+    table = load_interactions(data, fmt, mapping=_mapping(user_col, item_col, time_col, type_col, value_col))
+    report = evaluate_models(Interactions.from_table(table), protocol, k, names, ratio=ratio, seed=seed)
+    result = report.to_json_dict()
+    result["dataset"] = data.name
+    console.print(evaluation_table(result, n_users=report.n_users))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2))
+        console.print(f"wrote {json_out}")
+
+
+@app.command()
+def train(
+    data_dir: DataDir = DEFAULT_DIR,
+    model: Annotated[
+        str, typer.Option(help="auto (pick the best baseline) | ease | als | itemknn | pop")
+    ] = "auto",
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Cut-off for model selection.")] = 10,
+) -> None:
+    """Train on everything in the data directory and make the result live."""
+    from funnel.cli_output import train_table
+    from funnel.engine import Engine
+
+    engine = Engine(data_dir)
+    summary = engine.train(model=model, k=k)
+    console.print(train_table(summary))
+
+
+@app.command()
+def recommend(
+    user: Annotated[list[str] | None, typer.Option("--user", help="A user id (repeatable).")] = None,
+    item: Annotated[str | None, typer.Option("--item", help="Similar items to this item instead.")] = None,
+    data_dir: DataDir = DEFAULT_DIR,
+    k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Recommend for users (or similar items) from the live model."""
+    from funnel.cli_output import recommendations_table
+    from funnel.core.errors import ValidationError
+    from funnel.engine import Engine
+
+    if not user and item is None:
+        raise ValidationError("give at least one --user, or --item for similar items", field="--user")
+    engine = Engine(data_dir)
+    results = {f"similar to {item}": engine.similar_items(item, k)} if item is not None else {}
+    for u in user or []:
+        results[u] = engine.recommend(u, k)
+    if as_json:
+        payload = {key: [r.__dict__ for r in recs] for key, recs in results.items()}
+        typer.echo(json.dumps({"model_version": engine.model_version, "results": payload}, indent=2))
+        return
+    for key, recs in results.items():
+        console.print(recommendations_table(key, recs))
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the synthetic dataset to.")],
+    users: Annotated[int, typer.Option(min=1)] = 2_000,
+    items: Annotated[int, typer.Option(min=1)] = 2_000,
+    interactions: Annotated[int, typer.Option(min=1)] = 200_000,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Write a synthetic dataset with a hidden ground truth (Parquet + truth.npz)."""
+    from funnel.data.synthetic import SyntheticConfig, generate, write_dataset
+
+    config = SyntheticConfig(n_users=users, n_items=items, n_interactions=interactions, seed=seed)
+    dataset = generate(config)
+    write_dataset(dataset, out)
+    console.print(
+        f"wrote {dataset.interactions.num_rows} interactions, {dataset.items.num_rows} items, "
+        f"{dataset.users.num_rows} users to {out}"
+    )
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = DEFAULT_DIR,
+    users: Annotated[int, typer.Option(min=50)] = 3_000,
+    items: Annotated[int, typer.Option(min=50)] = 2_000,
+    interactions: Annotated[int, typer.Option(min=1_000)] = 200_000,
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """Generate synthetic data, import it, train, and print recommendations with reasons."""
+    from funnel.demo import run_demo
+
+    run_demo(data_dir, users, items, interactions, seed, console)
+
+
+def main() -> None:
+    """Console entry point: run the app, mapping funnel errors to one line and an exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()  # standalone: usage errors print their message and exit with 2
+    except FunnelError as e:
+        err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exit_code(e))

@@ -1,0 +1,65 @@
+"""Rich tables the CLI prints: evaluation results, training summaries, recommendations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+METRIC_COLUMNS = ("ndcg", "recall", "precision", "map", "mrr", "coverage", "novelty", "diversity")
+
+
+def evaluation_table(result: dict[str, Any], n_users: int | None = None) -> Table:
+    """One row per model with every metric at k and the fit time (``evaluate`` JSON shape)."""
+    k = result.get("k")
+    title = f"{result.get('dataset', '')} · protocol {result.get('protocol')} · k={k}"
+    if n_users is not None:
+        title += f" · {n_users} test users"
+    table = Table(title=title)
+    table.add_column("model")
+    present = [m for m in METRIC_COLUMNS if any(m in r for r in result["results"].values())]
+    for metric in present:
+        table.add_column(
+            f"{metric}@{k}" if metric not in ("coverage", "novelty", "diversity") else metric, justify="right"
+        )
+    table.add_column("fit s", justify="right")
+    for name, row in result["results"].items():
+        table.add_row(name, *(f"{row[m]:.4f}" for m in present), f"{row.get('fit_seconds', 0.0):.2f}")
+    return table
+
+
+def train_table(summary: Any) -> Table:
+    """The model-selection table of a training run and the version made live."""
+    table = Table(
+        title=f"trained {summary.model} → version {summary.version} "
+        f"({summary.n_interactions} interactions, {summary.n_users} users, {summary.n_items} items, "
+        f"{summary.seconds:.1f}s)"
+    )
+    table.add_column("candidate")
+    table.add_column(f"ndcg ({summary.protocol or 'no selection'})", justify="right")
+    table.add_column("recall", justify="right")
+    table.add_column("coverage", justify="right")
+    table.add_column("chosen")
+    for name, row in summary.selection.items():
+        table.add_row(
+            name,
+            f"{row['ndcg']:.4f}",
+            f"{row['recall']:.4f}",
+            f"{row['coverage']:.4f}",
+            "✓" if name == summary.model else "",
+        )
+    if not summary.selection:
+        table.add_row(summary.model, "-", "-", "-", "✓ (named)")
+    return table
+
+
+def recommendations_table(title: str, recs: list[Any]) -> Table:
+    """A ranked list: position, item id, score and reason."""
+    table = Table(title=title)
+    table.add_column("#", justify="right")
+    table.add_column("item")
+    table.add_column("score", justify="right")
+    table.add_column("reason")
+    for pos, rec in enumerate(recs, 1):
+        table.add_row(str(pos), rec.item_id, f"{rec.score:.3f}", rec.reason)
+    return table

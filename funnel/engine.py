@@ -1,0 +1,208 @@
+"""``Engine``: the public Python API of funnel — import data, train, recommend.
+
+One data directory holds everything (see DESIGN.md, "Storage, embedded first")::
+
+    <data_dir>/lake/        Parquet parts of interactions, items, users (funnel.data.lake)
+    <data_dir>/events/      the durable event log of online events (file://)
+    <data_dir>/idmaps/      persisted append-only IdMaps (users.arrow, items.arrow)
+    <data_dir>/models/      versioned bundles and the LIVE pointer
+
+Example:
+    >>> import tempfile, pyarrow as pa
+    >>> eng = Engine(tempfile.mkdtemp())
+    >>> eng.import_interactions(pa.table({
+    ...     "user_id": ["u1", "u1", "u2", "u2", "u3"], "item_id": ["a", "b", "a", "c", "b"],
+    ...     "timestamp": [1_700_000_000 + i for i in range(5)]}))
+    5
+    >>> eng.train(model="pop").model
+    'pop'
+    >>> [r.item_id for r in eng.recommend("u3", k=2)]
+    ['a', 'c']
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from funnel.core.errors import NotFoundError, NotTrainedError, ValidationError
+from funnel.core.schema import Interaction
+from funnel.data.lake import Lake
+from funnel.data.tables import to_arrow, to_canonical_interactions, to_canonical_items, to_canonical_users
+from funnel.events.registry import open_event_log
+from funnel.events.tables import interactions_table
+from funnel.pipeline import Pipeline, RankedList
+from funnel.training.bundle import Bundle
+from funnel.training.registry import ModelRegistry
+from funnel.training.trainer import TrainSummary, train_bundle
+
+log = logging.getLogger(__name__)
+_READ_BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended item: its id, score, human-readable reason and machine-readable code."""
+
+    item_id: str
+    score: float
+    reason: str
+    reason_code: str = ""
+
+
+class Engine:
+    """A recommender over one data directory; see the module docstring for an example."""
+
+    def __init__(self, data_dir: str | Path = "./funnel-data", *, event_log_url: str | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.lake = Lake(self.data_dir / "lake")
+        self.registry = ModelRegistry(self.data_dir / "models")
+        self.event_log_url = event_log_url or f"file://{(self.data_dir / 'events').resolve()}"
+        self._log: Any = None
+        self._pipeline: Pipeline | None = None
+        self._read_offset = 0
+
+    # ---- data in -------------------------------------------------------------------------------
+
+    def import_items(self, table: Any) -> int:
+        """Add or update catalogue items (pandas or Arrow, columns of ``funnel.core.schema.ITEMS``)."""
+        return self._write("items", to_canonical_items(to_arrow(table)))
+
+    def import_users(self, table: Any) -> int:
+        """Add or update users (pandas or Arrow; ``user_id[, created_at, attributes]``)."""
+        return self._write("users", to_canonical_users(to_arrow(table)))
+
+    def import_interactions(self, table: Any, *, time_unit: str = "auto") -> int:
+        """Append interactions (pandas or Arrow: ``user_id, item_id, timestamp[, type, value]``).
+
+        Integer timestamps are epoch seconds or milliseconds (``time_unit="s"|"ms"``; ``"auto"``
+        takes values below 1e11 as seconds). Every row is validated first; any bad row raises
+        ``ValidationError`` naming the rows, and then nothing is imported.
+        """
+        return self._write("interactions", to_canonical_interactions(to_arrow(table), time_unit))
+
+    def _write(self, kind: str, table: pa.Table) -> int:
+        with self.lake.writer() as w:
+            w.write(kind, table)
+            return w.commit()[kind]
+
+    def log_interactions(self, events: Iterable[Interaction | dict[str, Any]]) -> np.ndarray:
+        """Append online interactions to the durable event log; returns their offsets.
+
+        Durable on return. Events with an ``event_id`` already logged are not added twice.
+        """
+        parsed = [
+            e if isinstance(e, Interaction) else Interaction.from_dict(e, row=i + 1)
+            for i, e in enumerate(events)
+        ]
+        return self.event_log.append(parsed)
+
+    @property
+    def event_log(self) -> Any:
+        """The engine's event log (opened on first use)."""
+        if self._log is None:
+            self._log = open_event_log(self.event_log_url)
+        return self._log
+
+    def close(self) -> None:
+        """Release the event log (its writer lock)."""
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    # ---- training ------------------------------------------------------------------------------
+
+    def train(self, model: str = "auto", k: int = 10, params: dict[str, Any] | None = None) -> TrainSummary:
+        """Fit the strongest baseline on everything imported and logged, and make it live.
+
+        ``model="auto"`` compares the baselines on a held-out split and keeps the best NDCG@k;
+        naming one (``ease``, ``als``, ``itemknn``, ``pop``) skips the comparison.
+        """
+        end = self.event_log.end_offset
+        log_table = self._read_log(0, end)
+        summary = train_bundle(self.data_dir, self.lake, self.registry, log_table, end, model, k, params)
+        self._pipeline = None
+        return summary
+
+    def _read_log(self, start: int, end: int) -> pa.Table:
+        records: list[Any] = []
+        offset = start
+        while offset < end:
+            batch = self.event_log.read(offset, min(_READ_BATCH, end - offset))
+            if not batch:
+                break
+            records.extend(batch)
+            offset = batch[-1].offset + 1
+        return interactions_table(records)
+
+    # ---- serving -------------------------------------------------------------------------------
+
+    @property
+    def model_version(self) -> str | None:
+        """The live model version, or None before the first training."""
+        return self.registry.live()
+
+    def pipeline(self) -> Pipeline:
+        """The serving pipeline of the live model, caught up with the event log."""
+        live = self.registry.live()
+        if live is None:
+            raise NotTrainedError(
+                f"no trained model in {self.data_dir}: run train() (or `funnel train`) first"
+            )
+        if self._pipeline is None or self._pipeline.bundle.version != live:
+            bundle = Bundle.load(self.registry.path(live))
+            self._pipeline = Pipeline(bundle)
+            self._read_offset = bundle.log_offset
+        end = self.event_log.end_offset
+        if end > self._read_offset:
+            self._pipeline.observe(self._read_log(self._read_offset, end))
+            self._read_offset = end
+        return self._pipeline
+
+    def _to_recs(self, ranked: RankedList, pipeline: Pipeline) -> list[Recommendation]:
+        keys = pipeline.bundle.items.keys_of(ranked.items)
+        return [
+            Recommendation(key, float(score), reason.text, reason.code)
+            for key, score, reason in zip(keys, ranked.scores.tolist(), ranked.reasons, strict=True)
+        ]
+
+    def recommend(self, user_id: str, k: int = 10) -> list[Recommendation]:
+        """Top-``k`` items for ``user_id`` with reasons; seen and unlisted items excluded."""
+        _check_k(k)
+        pipeline = self.pipeline()
+        return self._to_recs(pipeline.recommend([str(user_id)], k)[0], pipeline)
+
+    def recommend_batch(
+        self, user_ids: Sequence[str], k: int = 10, batch_size: int = 1024
+    ) -> dict[str, list[str]]:
+        """Top-``k`` item ids for many users at once."""
+        _check_k(k)
+        pipeline = self.pipeline()
+        out: dict[str, list[str]] = {}
+        ids = [str(u) for u in user_ids]
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start : start + batch_size]
+            for user, ranked in zip(chunk, pipeline.recommend(chunk, k), strict=True):
+                out[user] = pipeline.bundle.items.keys_of(ranked.items)
+        return out
+
+    def similar_items(self, item_id: str, k: int = 10) -> list[Recommendation]:
+        """The ``k`` items most similar to ``item_id`` under the live model."""
+        _check_k(k)
+        pipeline = self.pipeline()
+        index = pipeline.bundle.items.get(str(item_id))
+        if index < 0 or index >= pipeline.n_items:
+            raise NotFoundError(f"item {item_id!r} is not in the trained catalogue")
+        return self._to_recs(pipeline.similar(index, k), pipeline)
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
+        raise ValidationError(f"must be an integer from 1 to 1000, got {k!r}", field="k")

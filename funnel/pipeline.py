@@ -1,0 +1,151 @@
+"""The serving pipeline of the walking skeleton: user history → model → fallbacks → explanations.
+
+A :class:`Pipeline` serves one trained :class:`~funnel.training.bundle.Bundle`. A user's history
+is the training matrix row plus every positive interaction observed since training (fed by
+:meth:`Pipeline.observe` from the event log), so a new interaction changes the next
+recommendation without retraining (the models fold the history in). Users without any history get
+the popularity fallback. Unlisted items and seen items are never returned.
+
+Later stages (multi-source retrieval, ranking, re-ranking) slot in here behind the same
+``recommend`` call.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from funnel.core.interactions import Interactions
+from funnel.rerank.explanations import (
+    BECAUSE_YOU_WATCHED,
+    PICKED_FOR_YOU,
+    POPULAR,
+    SIMILAR_TO,
+    ItemAnchors,
+    Reason,
+)
+from funnel.training.bundle import Bundle
+
+
+@dataclass
+class RankedList:
+    """Recommendations for one user: item indices, scores and one reason per item."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    reasons: list[Reason]
+    fallback: str | None = None
+
+
+class Pipeline:
+    """Serves one bundle; see the module docstring."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.n_items = bundle.history.shape[1]
+        self._anchors = ItemAnchors(bundle.history)
+        self._fresh: dict[str, set[int]] = defaultdict(set)
+        unlisted = np.flatnonzero(~bundle.listed[: self.n_items])
+        self._unlisted_row = sp.csr_matrix(
+            (np.ones(len(unlisted), dtype=np.float32), (np.zeros(len(unlisted), dtype=np.int64), unlisted)),
+            shape=(1, self.n_items),
+        )
+        pop = bundle.popularity.astype(np.float64).copy()
+        pop[~bundle.listed[: self.n_items]] = -np.inf
+        self._popular = np.argsort(-pop, kind="stable")
+        self._popular = self._popular[np.isfinite(pop[self._popular])]
+
+    def observe(self, table: pa.Table) -> None:
+        """Add interactions that happened after training (positive ones extend the history)."""
+        if not table.num_rows:
+            return
+        inter = Interactions.from_table(table.select(["user_id", "item_id", "type"]))
+        pos = inter.positive_mask()
+        item_idx = self.bundle.items.lookup(inter.items.keys_of(inter.item_idx[pos]))
+        user_ids = inter.users.keys_of(inter.user_idx[pos])
+        for user, item in zip(user_ids, item_idx.tolist(), strict=True):
+            if 0 <= item < self.n_items:
+                self._fresh[user].add(item)
+
+    def history_rows(self, user_ids: list[str]) -> sp.csr_matrix:
+        """Binary history rows (training + fresh) for ``user_ids``; unknown users give empty rows."""
+        idx = self.bundle.users.lookup(user_ids)
+        n_train = self.bundle.history.shape[0]
+        known = (idx >= 0) & (idx < n_train)
+        rows = sp.lil_matrix((len(user_ids), self.n_items), dtype=np.float32)
+        base = self.bundle.history[np.where(known, idx, 0)]
+        base = sp.diags(known.astype(np.float32)) @ base
+        for r, user in enumerate(user_ids):
+            fresh = self._fresh.get(user)
+            if fresh:
+                rows[r, sorted(fresh)] = 1.0
+        out = (base + rows.tocsr()).tocsr()
+        out.data[:] = 1.0
+        out.eliminate_zeros()
+        return out
+
+    def recommend(self, user_ids: list[str], k: int) -> list[RankedList]:
+        """Top-``k`` for each user, seen and unlisted items excluded, with reasons."""
+        rows = self.history_rows(user_ids)
+        exclude = rows + sp.csr_matrix(np.ones((len(user_ids), 1), dtype=np.float32)) @ self._unlisted_row
+        items, scores = self.bundle.model.recommend(rows, k, exclude=sp.csr_matrix(exclude))
+        out = []
+        for r in range(len(user_ids)):
+            history = rows.indices[rows.indptr[r] : rows.indptr[r + 1]]
+            if len(history) == 0:
+                out.append(self._popular_list(history, k, fallback="cold_user"))
+                continue
+            valid = items[r] >= 0
+            ranked = RankedList(items[r][valid], scores[r][valid], [])
+            if len(ranked.items) < k:
+                ranked = self._pad_with_popular(ranked, history, k)
+            ranked.reasons = self._reasons(history, ranked.items, ranked.reasons)
+            out.append(ranked)
+        return out
+
+    def similar(self, item_index: int, k: int) -> RankedList:
+        """Items most similar to ``item_index`` (listed ones only)."""
+        items, scores = self.bundle.model.similar_items(
+            np.array([item_index]), k + len(self._unlisted_row.indices)
+        )
+        keep = (items[0] >= 0) & self.bundle.listed[np.maximum(items[0], 0)]
+        items, scores = items[0][keep][:k], scores[0][keep][:k]
+        reason = Reason(f"Similar to {self.bundle.title(item_index)}", SIMILAR_TO, item_index)
+        return RankedList(items, scores, [reason] * len(items))
+
+    def popular(self, n: int) -> np.ndarray:
+        """The ``n`` most popular listed items (indices), most popular first."""
+        return self._popular[:n]
+
+    def _popular_list(self, seen: np.ndarray, k: int, fallback: str | None) -> RankedList:
+        head = self._popular[: k + len(seen)]
+        pool = head[~np.isin(head, seen)][:k]
+        scores = self.bundle.popularity[pool].astype(np.float32)
+        return RankedList(pool, scores, [Reason("Popular now", POPULAR)] * len(pool), fallback)
+
+    def _pad_with_popular(self, ranked: RankedList, seen: np.ndarray, k: int) -> RankedList:
+        taken = np.concatenate([seen, ranked.items])
+        extra = self._popular_list(taken, k - len(ranked.items), None)
+        return RankedList(
+            np.concatenate([ranked.items, extra.items]),
+            np.concatenate([ranked.scores, np.full(len(extra.items), -np.inf, dtype=np.float32)]),
+            [None] * len(ranked.items) + extra.reasons,  # type: ignore[list-item]
+        )
+
+    def _reasons(self, history: np.ndarray, items: np.ndarray, given: list[Reason | None]) -> list[Reason]:
+        anchors, _ = self._anchors.anchor(history, items)
+        reasons = []
+        for pos, anchor in enumerate(anchors.tolist()):
+            if pos < len(given) and given[pos] is not None:
+                reasons.append(given[pos])
+            elif anchor >= 0:
+                reasons.append(
+                    Reason(f"Because you watched {self.bundle.title(anchor)}", BECAUSE_YOU_WATCHED, anchor)
+                )
+            else:
+                reasons.append(Reason("Picked for you", PICKED_FOR_YOU))
+        return reasons

@@ -1,0 +1,149 @@
+"""Training for the walking skeleton: data → model selection → refit on everything → bundle.
+
+``train_bundle`` reads every interaction the engine holds (the Parquet lake plus the event log),
+indexes it with the engine's persisted ``IdMap``s, picks the strongest baseline by NDCG@k on a
+held-out split of the same data (unless a model is named), refits it on all data and writes a
+versioned bundle. The selection table is kept in the bundle's metrics, so a user can see why a
+model won.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from funnel.core.errors import NotFoundError, ValidationError
+from funnel.core.idmap import IdMap
+from funnel.core.interactions import Interactions
+from funnel.data.lake import Lake
+from funnel.eval.runner import evaluate_models
+from funnel.retrieval.models import MODELS, make_model
+from funnel.training.bundle import Bundle
+from funnel.training.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+SELECTION_ORDER = ("ease", "als", "itemknn", "pop")
+"""Candidates tried by ``model="auto"``; EASE is skipped when the catalogue exceeds its limit."""
+
+
+@dataclass
+class TrainSummary:
+    """What a training run did: the chosen model, the selection table, sizes and timings."""
+
+    version: str
+    model: str
+    n_users: int
+    n_items: int
+    n_interactions: int
+    selection: dict[str, dict[str, float]] = field(default_factory=dict)
+    protocol: str = ""
+    seconds: float = 0.0
+
+
+def load_idmap(path: Path) -> IdMap:
+    """The persisted map at ``path``, or a new empty one."""
+    return IdMap.load(path) if path.exists() else IdMap()
+
+
+def _titles_for(items: IdMap, catalogue: pa.Table) -> pa.Array:
+    titles = [None] * len(items)
+    if catalogue.num_rows:
+        idx = items.lookup(catalogue.column("item_id"))
+        for i, t in zip(idx.tolist(), catalogue.column("title").to_pylist(), strict=True):
+            if i >= 0:
+                titles[i] = t
+    return pa.array(titles, type=pa.string())
+
+
+def _listed_for(items: IdMap, catalogue: pa.Table) -> np.ndarray:
+    listed = np.ones(len(items), dtype=bool)
+    if catalogue.num_rows:
+        unlisted = pc.equal(catalogue.column("status").fill_null("listed"), "unlisted")
+        ids = pc.filter(catalogue.column("item_id"), unlisted)
+        idx = items.lookup(ids)
+        listed[idx[idx >= 0]] = False
+    return listed
+
+
+def _select(inter: Interactions, k: int, candidates: list[str]) -> tuple[str, dict, str]:
+    """Evaluate ``candidates`` on a held-out split; return (best name, table, protocol)."""
+    protocol = "usertemporal"
+    report = evaluate_models(inter, protocol, k, candidates, ratio=0.8, seed=42, progress=False)
+    results = report.to_json_dict()["results"]
+    if report.n_users < 20:
+        protocol = "strat"
+        report = evaluate_models(inter, protocol, k, candidates, ratio=0.8, seed=42, progress=False)
+        results = report.to_json_dict()["results"]
+    best = max(results, key=lambda name: results[name]["ndcg"])
+    return best, results, protocol
+
+
+def train_bundle(
+    data_dir: Path,
+    lake: Lake,
+    registry: ModelRegistry,
+    log_table: pa.Table,
+    log_offset: int,
+    model: str = "auto",
+    k: int = 10,
+    params: dict[str, Any] | None = None,
+) -> TrainSummary:
+    """Train on the lake plus ``log_table``, write a bundle, promote it; see the module doc."""
+    start = time.perf_counter()
+    if model != "auto" and model not in MODELS:
+        raise ValidationError(f"unknown model {model!r}; known: auto, {', '.join(MODELS)}", field="model")
+    table = lake.read("interactions")
+    if log_table.num_rows:
+        table = pa.concat_tables([table, log_table.cast(table.schema)])
+    if table.num_rows == 0:
+        raise NotFoundError(f"no interactions in {data_dir}: import some first (funnel import)")
+    catalogue = lake.read("items")
+    users = load_idmap(data_dir / "idmaps" / "users.arrow")
+    items = load_idmap(data_dir / "idmaps" / "items.arrow")
+    items.add_many(catalogue.column("item_id"))
+    inter = Interactions.from_table(table, users, items)
+    users.save(data_dir / "idmaps" / "users.arrow")
+    items.save(data_dir / "idmaps" / "items.arrow")
+
+    selection: dict[str, dict[str, float]] = {}
+    protocol = ""
+    name = model
+    if model == "auto":
+        ease_limit = make_model("ease").max_items
+        candidates = [m for m in SELECTION_ORDER if m != "ease" or len(items) <= ease_limit]
+        name, selection, protocol = _select(inter, k, candidates)
+    X = inter.to_csr()
+    fitted = make_model(name, **(params or {})).fit(X)
+    version = registry.new_version()
+    bundle = Bundle(
+        version=version,
+        model_name=name,
+        model=fitted,
+        users=users,
+        items=items,
+        history=X,
+        popularity=np.asarray((X > 0).sum(axis=0)).ravel().astype(np.float32),
+        listed=_listed_for(items, catalogue),
+        titles=_titles_for(items, catalogue),
+        log_offset=log_offset,
+        metrics={"selection": selection, "protocol": protocol, "k": k},
+        meta={
+            "n_interactions": len(inter),
+            "time_min_ms": int(inter.timestamp.min()),
+            "time_max_ms": int(inter.timestamp.max()),
+        },
+    )
+    bundle.save(registry.root / version)
+    registry.promote(version)
+    log.info("trained %s as version %s", name, version)
+    return TrainSummary(
+        version, name, len(users), len(items), len(inter), selection, protocol, time.perf_counter() - start
+    )
