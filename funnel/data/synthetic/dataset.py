@@ -30,8 +30,11 @@ from funnel.data.synthetic.world import build_truth
 FORMAT_VERSION = 1
 """Version of the on-disk layout written by :func:`write_dataset`."""
 KIND = "synthetic_dataset"
+"""The ``kind`` recorded in ``dataset.json``."""
 TABLES = ("items", "users", "interactions", "impressions")
+"""The tables of a dataset, one Parquet file each."""
 SCHEMAS = {"items": ITEMS, "users": USERS, "interactions": INTERACTIONS, "impressions": IMPRESSIONS}
+"""The canonical schema of each table (applied when reading back)."""
 
 
 @dataclass
