@@ -66,35 +66,38 @@ def hits(recs: np.ndarray, test: sp.csr_matrix) -> np.ndarray:
     return np.isin(keys, relevant) & valid
 
 
-def ranking_metrics(
-    recs: np.ndarray, test: sp.csr_matrix, k: int | None = None, *, per_user: bool = False
-) -> dict[str, float] | dict[str, np.ndarray]:
-    """NDCG, recall, precision, MAP and MRR at ``k`` (default: the list length), as defined above.
-
-    Returns the means over users with test items, or with ``per_user`` the arrays for those users
-    (in row order).
-    """
+def per_user_ranking_metrics(
+    recs: np.ndarray, test: sp.csr_matrix, k: int | None = None
+) -> dict[str, np.ndarray]:
+    """NDCG, recall, precision, MAP and MRR at ``k`` for each user with test items (in row order)."""
     recs = _recs(recs, k)
     k = recs.shape[1]
     h = hits(recs, test).astype(np.float64)
     n_rel = np.diff(sp.csr_matrix(test).indptr)
     users = n_rel > 0
-    h, m = h[users], np.minimum(n_rel[users], k).astype(np.float64)
+    h, n_rel = h[users], n_rel[users].astype(np.float64)
+    m = np.minimum(n_rel, k)
     ranks = np.arange(1, k + 1, dtype=np.float64)
     discount = 1.0 / np.log2(ranks + 1.0)
     idcg = np.cumsum(discount)[m.astype(np.int64) - 1]
     cum_hits = np.cumsum(h, axis=1)
     first = np.where(h.any(axis=1), h.argmax(axis=1) + 1.0, np.inf)
-    out = {
+    return {
         "ndcg": (h @ discount) / idcg,
-        "recall": cum_hits[:, -1] / n_rel[users],
+        "recall": cum_hits[:, -1] / n_rel,
         "precision": cum_hits[:, -1] / k,
         "map": (h * cum_hits / ranks).sum(axis=1) / m,
         "mrr": 1.0 / first,
     }
-    if per_user:
-        return out
-    return {name: float(v.mean()) if len(v) else 0.0 for name, v in out.items()}
+
+
+def ranking_metrics(recs: np.ndarray, test: sp.csr_matrix, k: int | None = None) -> dict[str, float]:
+    """NDCG, recall, precision, MAP and MRR at ``k`` (default: the list length).
+
+    Each is the mean over the users with test items (0.0 when there are none).
+    """
+    per_user = per_user_ranking_metrics(recs, test, k)
+    return {name: float(v.mean()) if len(v) else 0.0 for name, v in per_user.items()}
 
 
 def ndcg_at_k(recs: np.ndarray, test: sp.csr_matrix, k: int | None = None) -> float:

@@ -10,9 +10,12 @@ Example:
     >>> from funnel.core.interactions import Interactions
     >>> t = pa.table({"user_id": ["a", "a", "a", "b", "b", "b", "c", "c"],
     ...               "item_id": ["x", "y", "z", "x", "y", "w", "x", "z"]})
-    >>> report = evaluate_models(Interactions.from_table(t), "strat", 2, ["pop"], progress=False)
-    >>> sorted(report.to_json_dict()["results"]["pop"])
+    >>> report = evaluate_models(Interactions.from_table(t), "strat", 2, ["pop", "ease"],
+    ...                          params={"ease": {"l2": 1.0}}, progress=False)
+    >>> sorted(report.to_json_dict()["results"]["pop"])  # user c (2 items) is training-only
     ['coverage', 'diversity', 'fit_seconds', 'map', 'mrr', 'ndcg', 'novelty', 'precision', 'recall']
+    >>> report.n_users, report.to_json_dict(include_meta=True)["n_items"], report.rows()[1]["model"]
+    (2, 4, 'ease')
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from funnel.core.errors import ValidationError
+from funnel.core.errors import ConfigError, ValidationError
 from funnel.core.interactions import Interactions
 from funnel.eval.metrics import coverage, diversity, novelty, ranking_metrics
 from funnel.eval.splits import Split, make_split
-from funnel.retrieval.models import make_model
+from funnel.retrieval.models import MODELS, make_model
 
 METRICS = ("ndcg", "recall", "precision", "map", "mrr", "coverage", "novelty", "diversity", "fit_seconds")
 """The keys of each model's result, in table order."""
@@ -71,9 +74,7 @@ class EvaluationReport:
 
 def score_lists(recs: Any, split: Split, users: Any, k: int) -> dict[str, float]:
     """All metrics but ``fit_seconds`` for the lists ``recs`` of ``users`` (rows of ``split``)."""
-    out = ranking_metrics(recs, split.test[users], k)
-    assert isinstance(out, dict)
-    res = {name: float(v) for name, v in out.items()}
+    res = ranking_metrics(recs, split.test[users], k)
     res["coverage"] = coverage(recs, split.train.shape[1])
     res["novelty"] = novelty(recs, split.train)
     res["diversity"] = diversity(recs, split.train.T)
@@ -106,6 +107,9 @@ def evaluate_models(
     """
     if k < 1:
         raise ValidationError(f"must be >= 1, got {k}", field="k")
+    unknown = [name for name in models if name not in MODELS]
+    if unknown:
+        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
     params = params or {}
     t0 = time.perf_counter()
     split = make_split(interactions, protocol, ratio, seed)

@@ -85,7 +85,7 @@ def test_cutoff_k_uses_the_first_k_columns():
 
 
 def test_per_user_arrays_skip_users_without_test_items():
-    r = M.ranking_metrics(RECS, TEST, per_user=True)
+    r = M.per_user_ranking_metrics(RECS, TEST)
     assert r["ndcg"].shape == (3,)
     np.testing.assert_allclose(r["mrr"], [1, 1, 1 / 3])
     np.testing.assert_allclose(r["map"], [5 / 6, 1 / 3, 1 / 3])
