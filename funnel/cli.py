@@ -45,9 +45,14 @@ OnError = Annotated[
 DEFAULT_DIR = Path("./funnel-data")
 
 
-def _mapping(user_col: str, item_col: str, time_col: str, type_col: str | None, value_col: str | None):
+def _mapping(
+    fmt: str, user_col: str, item_col: str, time_col: str, type_col: str | None, value_col: str | None
+):
+    """The column mapping of a generic format (``None`` for the formats with fixed layouts)."""
     from funnel.data.importers import ColumnMapping
 
+    if fmt not in ("csv", "parquet"):
+        return None
     return ColumnMapping(
         user_col=user_col, item_col=item_col, time_col=time_col, type_col=type_col, value_col=value_col
     )
@@ -85,7 +90,7 @@ def import_(
             data,
             fmt,
             sink=writer.write,
-            mapping=_mapping(user_col, item_col, time_col, type_col, value_col),
+            mapping=_mapping(fmt, user_col, item_col, time_col, type_col, value_col),
             on_error=on_error,
             items_path=items,
         )
@@ -127,7 +132,9 @@ def evaluate(
     names = [m.strip() for m in models.split(",") if m.strip()]
     for name in names:
         _check_choice("--models", name, tuple(MODELS))
-    table = load_interactions(data, fmt, mapping=_mapping(user_col, item_col, time_col, type_col, value_col))
+    table = load_interactions(
+        data, fmt, mapping=_mapping(fmt, user_col, item_col, time_col, type_col, value_col)
+    )
     report = evaluate_models(Interactions.from_table(table), protocol, k, names, ratio=ratio, seed=seed)
     result = report.to_json_dict()
     result["dataset"] = data.name
