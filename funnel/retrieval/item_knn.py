@@ -14,7 +14,7 @@ scores directly (:func:`~funnel.retrieval.base.topk_sparse`).
 Example:
     >>> import scipy.sparse as sp
     >>> X = sp.csr_matrix([[1, 1, 0], [1, 1, 0], [0, 1, 1]], dtype="float32")
-    >>> model = ItemKNNRecommender(k_neighbours=1).fit(X)
+    >>> model = ItemKNNRecommender(k_neighbours=1, shrink=0.0).fit(X)
     >>> model.neighbours_.toarray().round(3)
     array([[0.   , 0.816, 0.   ],
            [0.816, 0.   , 0.   ],
@@ -57,7 +57,7 @@ class ItemKNNRecommender(BaseRecommender):
 
     kind = "itemknn"
 
-    def __init__(self, k_neighbours: int = 100, shrink: float = 0.0) -> None:
+    def __init__(self, k_neighbours: int = 100, shrink: float = 100.0) -> None:
         if k_neighbours < 1:
             raise ValidationError(f"must be >= 1, got {k_neighbours}", field="k_neighbours")
         if shrink < 0:

@@ -4,7 +4,7 @@ Example:
     >>> sorted(MODELS)
     ['als', 'ease', 'itemknn', 'pop']
     >>> make_model("itemknn", k_neighbours=50)
-    ItemKNNRecommender(k_neighbours=50, shrink=0.0)
+    ItemKNNRecommender(k_neighbours=50, shrink=100.0)
 """
 
 from __future__ import annotations

@@ -6,18 +6,18 @@ training-only), every rating a positive, training items excluded from the rankin
 The reference: EASE NDCG@10 = 0.145, iALS about 0.09.
 
 Measured with the defaults (EASE l2=500; iALS factors=64, regularization=0.01, alpha=20,
-15 iterations; item-kNN 100 neighbours, shrink 0), 6,769 users evaluated, 77,635 training and
+15 iterations; item-kNN 100 neighbours, shrink 100), 6,769 users evaluated, 77,635 training and
 22,365 test ratings, 10,506 items:
 
     model     ndcg    recall  precision  map     mrr     coverage  novelty  diversity  fit s
     pop       0.1166  0.1664  0.0429     0.0752  0.1482  0.0027    4.24     0.843      0.0
-    itemknn   0.1076  0.1496  0.0399     0.0707  0.1354  0.4835    9.48     0.686      0.5
+    itemknn   0.1415  0.2011  0.0525     0.0924  0.1748  0.1447    4.94     0.860      0.7
     ease      0.1491  0.2093  0.0557     0.0978  0.1860  0.1331    5.12     0.879      7.8
     als       0.0926  0.1377  0.0355     0.0569  0.1168  0.0718    6.26     0.937      1.7
 
 EASE over seeds 42 / 1 / 2: 0.1491 / 0.1459 / 0.1455 (l2=200: 0.1500 / 0.1481 / 0.1486, l2=1000:
 0.1457 / 0.1439 / 0.1427). iALS alpha=20 over the same seeds: 0.0926 / 0.0910 / 0.0919.
-Item-kNN with shrink=100 reaches 0.1415. The whole run takes about 15 s on 2 cores.
+Item-kNN without shrinkage (shrink=0) reaches only 0.1076. The whole run takes about 15 s on 2 cores.
 
 Command: ``.venv/bin/python -m pytest -q tests/integration/test_movietweetings_eval.py``.
 """
@@ -107,12 +107,12 @@ def test_model_ordering_and_als_band(report):
     r = {name: res["ndcg"] for name, res in report.results.items()}
     assert r["ease"] > r["itemknn"] and r["ease"] > r["pop"] and r["ease"] > r["als"]
     assert 0.075 <= r["als"] <= 0.11  # the reference: about 0.09
-    assert 0.09 <= r["pop"] <= 0.13 and 0.08 <= r["itemknn"] <= 0.13
+    assert 0.09 <= r["pop"] <= 0.13 and 0.12 <= r["itemknn"] <= 0.16  # itemknn: shrink=100
 
 
 def test_beyond_accuracy_metrics_are_plausible(report):
     res = report.results
     assert res["pop"]["coverage"] < 0.01 < res["ease"]["coverage"] < res["itemknn"]["coverage"]
-    assert res["pop"]["novelty"] < res["ease"]["novelty"] < res["itemknn"]["novelty"]
+    assert res["pop"]["novelty"] < min(res[m]["novelty"] for m in ("itemknn", "ease", "als"))
     assert all(0.0 < r["diversity"] <= 1.0 for r in res.values())
     assert np.all([r["recall"] >= r["precision"] for r in res.values()])

@@ -82,14 +82,14 @@ def test_popularity_fast_path_matches_full_ranking():
 def test_itemknn_hand_computed_cosine_with_shrink():
     # columns: item0 = users {0, 1}, item1 = users {0, 1, 2}, item2 = user {2}
     X = csr([[1, 1, 0], [1, 1, 0], [0, 1, 1]])
-    S = ItemKNNRecommender(k_neighbours=5).fit(X).neighbours_.toarray()
+    S = ItemKNNRecommender(k_neighbours=5, shrink=0.0).fit(X).neighbours_.toarray()
     assert S[0, 1] == pytest.approx(2 / math.sqrt(2 * 3))  # 0.8165
     assert S[1, 2] == pytest.approx(1 / math.sqrt(3))  # 0.5774
     assert S[0, 2] == 0 and np.diag(S).tolist() == [0, 0, 0]
     shrunk = ItemKNNRecommender(k_neighbours=5, shrink=2.0).fit(X).neighbours_.toarray()
     assert shrunk[0, 1] == pytest.approx(2 / (math.sqrt(6) + 2))
     # scores = history · S: a user with item 0 gets item 1 only (item 2 has no evidence)
-    items, scores = ItemKNNRecommender().fit(X).recommend(csr([[1, 0, 0]]), 3)
+    items, scores = ItemKNNRecommender(shrink=0.0).fit(X).recommend(csr([[1, 0, 0]]), 3)
     assert items.tolist() == [[1, -1, -1]] and scores[0, 0] == pytest.approx(0.8165, abs=1e-4)
 
 
