@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("FUNNEL_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
+"""Where results go; ``FUNNEL_BENCH_RESULTS`` overrides it (``run_all --quick`` writes to a temp dir)."""
 
 
 def machine_meta() -> dict[str, Any]:
