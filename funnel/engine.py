@@ -34,7 +34,7 @@ import pyarrow as pa
 from funnel.core.errors import NotFoundError, NotTrainedError, ValidationError
 from funnel.core.schema import Interaction
 from funnel.data.lake import Lake
-from funnel.data.tables import to_arrow, to_canonical_interactions, to_canonical_items, to_canonical_users
+from funnel.data.tables import to_canonical
 from funnel.events.registry import open_event_log
 from funnel.events.tables import interactions_table
 from funnel.pipeline import Pipeline, RankedList
@@ -73,11 +73,11 @@ class Engine:
 
     def import_items(self, table: Any) -> int:
         """Add or update catalogue items (pandas or Arrow, columns of ``funnel.core.schema.ITEMS``)."""
-        return self._write("items", to_canonical_items(to_arrow(table)))
+        return self._write("items", to_canonical("items", table))
 
     def import_users(self, table: Any) -> int:
         """Add or update users (pandas or Arrow; ``user_id[, created_at, attributes]``)."""
-        return self._write("users", to_canonical_users(to_arrow(table)))
+        return self._write("users", to_canonical("users", table))
 
     def import_interactions(self, table: Any, *, time_unit: str = "auto") -> int:
         """Append interactions (pandas or Arrow: ``user_id, item_id, timestamp[, type, value]``).
@@ -86,7 +86,7 @@ class Engine:
         takes values below 1e11 as seconds). Every row is validated first; any bad row raises
         ``ValidationError`` naming the rows, and then nothing is imported.
         """
-        return self._write("interactions", to_canonical_interactions(to_arrow(table), time_unit))
+        return self._write("interactions", to_canonical("interactions", table, time_unit))
 
     def _write(self, kind: str, table: pa.Table) -> int:
         with self.lake.writer() as w:
