@@ -54,12 +54,13 @@ def train_table(summary: Any) -> Table:
 
 
 def recommendations_table(title: str, recs: list[Any]) -> Table:
-    """A ranked list: position, item id, score and reason."""
+    """A ranked list: position, item id, title, score and reason."""
     table = Table(title=title)
     table.add_column("#", justify="right")
     table.add_column("item")
+    table.add_column("title")
     table.add_column("score", justify="right")
     table.add_column("reason")
     for pos, rec in enumerate(recs, 1):
-        table.add_row(str(pos), rec.item_id, f"{rec.score:.3f}", rec.reason)
+        table.add_row(str(pos), rec.item_id, rec.title or "", f"{rec.score:.3f}", rec.reason)
     return table

@@ -48,12 +48,13 @@ _READ_BATCH = 10_000
 
 @dataclass(frozen=True)
 class Recommendation:
-    """One recommended item: its id, score, human-readable reason and machine-readable code."""
+    """One recommended item: its id, score, human-readable reason, machine-readable code, title."""
 
     item_id: str
     score: float
     reason: str
     reason_code: str = ""
+    title: str | None = None
 
 
 class Engine:
@@ -167,10 +168,14 @@ class Engine:
         return self._pipeline
 
     def _to_recs(self, ranked: RankedList, pipeline: Pipeline) -> list[Recommendation]:
-        keys = pipeline.bundle.items.keys_of(ranked.items)
+        bundle = pipeline.bundle
+        keys = bundle.items.keys_of(ranked.items)
+        titles = bundle.titles.take(ranked.items.astype(np.int64)).to_pylist()
         return [
-            Recommendation(key, float(score), reason.text, reason.code)
-            for key, score, reason in zip(keys, ranked.scores.tolist(), ranked.reasons, strict=True)
+            Recommendation(key, float(score), reason.text, reason.code, title)
+            for key, score, reason, title in zip(
+                keys, ranked.scores.tolist(), ranked.reasons, titles, strict=True
+            )
         ]
 
     def recommend(self, user_id: str, k: int = 10) -> list[Recommendation]:

@@ -62,7 +62,7 @@ def test_recommend_before_training_is_a_clear_error(tmp_path):
 def test_recommends_the_missing_cluster_item_with_a_reason(engine, model):
     engine.train(model=model)
     recs = engine.recommend("u3", k=3)
-    assert recs[0].item_id == "c"  # the one item of u3's cluster not yet seen
+    assert recs[0].item_id == "c" and recs[0].title == "Title C"  # u3's cluster item not yet seen
     assert recs[0].reason.startswith("Because you watched Title ")
     assert recs[0].reason_code == "because_you_watched"
     assert {"a", "b"}.isdisjoint(r.item_id for r in recs)  # seen items excluded
