@@ -1,0 +1,1 @@
+"""Approximate nearest-neighbour indexes over item vectors (inner product)."""
