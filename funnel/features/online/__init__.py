@@ -1,0 +1,1 @@
+"""Online feature stores: ``memory://`` (in-process) and ``redis://`` behind one protocol."""
