@@ -1,7 +1,9 @@
-"""Event-log backends by URL: ``memory://`` and ``file:///abs/path`` (``redis://`` comes later).
+"""Event-log backends by URL: ``memory://``, ``file:///abs/path`` and ``redis://host:port/db?stream=S``.
 
 ``file://`` URLs take options as query parameters: ``segment_bytes`` and ``dedup_window``
-(see :class:`~funnel.events.file_log.FileEventLog`); ``memory://`` takes ``dedup_window``.
+(see :class:`~funnel.events.file_log.FileEventLog`); ``memory://`` takes ``dedup_window``;
+``redis://`` takes ``stream`` (default ``funnel:events``) and ``timeout`` (seconds, default 5)
+(see :class:`~funnel.events.redis_log.RedisStreamEventLog`).
 Every ``open_event_log("memory://")`` is a new, empty, in-process log.
 
 Example:
@@ -28,6 +30,7 @@ from funnel.core.registry import BackendRegistry
 from funnel.events.file_log import FileEventLog
 from funnel.events.memory_log import MemoryEventLog
 from funnel.events.protocol import EventLog
+from funnel.events.redis_log import RedisStreamEventLog, redis_from_url
 
 EVENT_LOGS = BackendRegistry[EventLog]("event log")
 """The event-log backends, by URL scheme."""
@@ -60,12 +63,28 @@ def _open_file(url: ParseResult) -> EventLog:
     return FileEventLog(path, **_int_options(url, ("segment_bytes", "dedup_window")))
 
 
+def _open_redis(url: ParseResult) -> EventLog:
+    options = dict(parse_qs(url.query, keep_blank_values=True))
+    unknown = sorted(set(options) - {"stream", "timeout"})
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r} for redis:// event logs; known: stream, timeout")
+    try:
+        timeout = float(options.get("timeout", ["5"])[-1])
+    except ValueError:
+        raise ConfigError(
+            f"event log option timeout must be a number, got {options['timeout'][-1]!r}"
+        ) from None
+    stream = options.get("stream", ["funnel:events"])[-1]
+    return RedisStreamEventLog(redis_from_url(url, socket_timeout=timeout), stream=stream)
+
+
 EVENT_LOGS.register("memory", _open_memory)
 EVENT_LOGS.register("file", _open_file)
+EVENT_LOGS.register("redis", _open_redis)
 
 
 def open_event_log(url: str) -> EventLog:
-    """Open the event log at ``url`` (``memory://``, ``file:///abs/path``).
+    """Open the event log at ``url`` (``memory://``, ``file:///abs/path``, ``redis://host:port/db?stream=S``).
 
     Raises ``ConfigError`` for an unknown scheme or a bad URL; see the module docstring for an
     example.

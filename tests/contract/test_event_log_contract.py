@@ -26,7 +26,7 @@ from funnel.events.tables import impressions_table, interactions_table
 BACKENDS = [
     pytest.param("memory://", id="memory"),
     pytest.param("file://{tmp}/log?segment_bytes=4096", id="file"),  # tiny segments: reads cross them
-    # pytest.param("redis://127.0.0.1:6379/15?stream={name}", id="redis", marks=pytest.mark.redis),
+    pytest.param("redis://127.0.0.1:6379/15?stream={name}", id="redis", marks=pytest.mark.redis),
 ]
 
 T0 = 1_700_000_000_000
@@ -62,7 +62,9 @@ Opener = Callable[[], EventLog]
 @pytest.fixture(params=BACKENDS)
 def open_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """A function opening this test's log; each call reaches the same stored log."""
-    url = request.param.format(tmp=tmp_path, name=f"funnel-test-{tmp_path.name}")
+    # a Redis stream is named by a unique namespace that tests/conftest.py deletes afterwards
+    name = request.getfixturevalue("redis_namespace") if "{name}" in request.param else ""
+    url = request.param.format(tmp=tmp_path, name=name)
     opened: list[EventLog] = []
 
     def opener() -> EventLog:

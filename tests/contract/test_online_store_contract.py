@@ -1,0 +1,241 @@
+"""The OnlineStore contract: the memory and Redis backends run this same suite.
+
+Adding a backend is one entry in BACKENDS: a URL template for ``open_online_store`` where
+``{ns}`` is a per-test namespace (deleted afterwards by ``tests/conftest.py``), and how time
+passes for it (an injected clock for memory, real sleeps for Redis, whose TTLs are the server's).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from funnel.core.errors import UnavailableError, ValidationError
+from funnel.features.online.memory import MemoryOnlineStore
+from funnel.features.online.protocol import Increment, OnlineStore, feature_key
+from funnel.features.online.registry import open_online_store
+
+BACKENDS = [
+    pytest.param("memory://", id="memory"),
+    pytest.param("redis://127.0.0.1:6379/15?prefix={ns}", id="redis", marks=pytest.mark.redis),
+]
+
+U1 = feature_key("user", "1", "activity")
+U2 = feature_key("user", "2", "activity")
+I1 = feature_key("item", "i1", "stats")
+
+
+@dataclass
+class Backend:
+    """The store under test, a way to open another namespace, and a way to let time pass."""
+
+    store: OnlineStore
+    open_other: Callable[[str], OnlineStore]
+    advance: Callable[[float], None]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    opened: list[OnlineStore] = []
+    if request.param.startswith("memory"):
+        now = [1000.0]
+
+        def advance(seconds: float) -> None:
+            now[0] += seconds
+
+        def open_other(suffix: str) -> OnlineStore:
+            opened.append(MemoryOnlineStore(clock=lambda: now[0]))
+            return opened[-1]
+
+    else:
+        ns = request.getfixturevalue("redis_namespace")
+
+        def advance(seconds: float) -> None:
+            time.sleep(seconds)
+
+        def open_other(suffix: str) -> OnlineStore:
+            opened.append(open_online_store(request.param.format(ns=ns + suffix)))
+            return opened[-1]
+
+    store = open_other("")
+    store.create()  # type: ignore[attr-defined]
+    yield Backend(store, open_other, advance)
+    for s in opened:
+        s.close()
+
+
+def inc(key: str, field: str, amount: float, ttl_s: int | None = None) -> Increment:
+    return Increment(key, field, amount, ttl_s)
+
+
+def test_is_an_online_store(backend: Backend) -> None:
+    assert isinstance(backend.store, OnlineStore)
+
+
+def test_missing_keys_read_as_empty(backend: Backend) -> None:
+    assert backend.store.get_many([U1, U2, U1]) == [{}, {}, {}]
+    assert backend.store.get_many([]) == []
+
+
+def test_set_many_replaces_and_round_trips_floats_exactly(backend: Backend) -> None:
+    s = backend.store
+    values = {"a": 0.1, "b": -2.5e-300, "c": 1e300, "d": 3, "e": 1 / 3, "f": 2.0**53}
+    s.set_many({U1: values, I1: {"x": 1.0}})
+    got = s.get_many([I1, U1, U2, U1])
+    assert got == [{"x": 1.0}, values, {}, values]
+    assert all(type(v) is float for v in got[1].values())
+    s.set_many({U1: {"z": 7.0}})  # a replace, not a merge
+    assert s.get_many([U1, I1]) == [{"z": 7.0}, {"x": 1.0}]
+    s.set_many({U1: {}})  # an empty row deletes
+    assert s.get_many([U1]) == [{}]
+
+
+def test_integer_counts_are_exact(backend: Backend) -> None:
+    s = backend.store
+    batch = [
+        (f"e{k}", [inc(U1, "clicks", 1.0), inc(U1, "big", 2.0**40), inc(I1, "n", -1)]) for k in range(500)
+    ]
+    assert s.apply(batch, dedup_ttl_s=60) == 500
+    (u1, i1) = s.get_many([U1, I1])
+    assert u1 == {"clicks": 500.0, "big": 500 * 2.0**40}
+    assert i1 == {"n": -500.0}
+    assert type(u1["clicks"]) is float
+    s.set_many({U2: {"n": 2.0**52}})
+    s.apply([("x", [inc(U2, "n", 1.0)])], dedup_ttl_s=60)
+    assert s.get_many([U2]) == [{"n": 2.0**52 + 1}]
+
+
+def test_fractional_sums(backend: Backend) -> None:
+    s = backend.store
+    s.apply([(f"e{k}", [inc(U1, "dwell", 0.1), inc(U1, "neg", -0.25)]) for k in range(30)], 60)
+    got = s.get_many([U1])[0]
+    assert got["dwell"] == pytest.approx(3.0, rel=1e-12)
+    assert got["neg"] == -7.5
+
+
+def test_apply_is_idempotent_per_event(backend: Backend) -> None:
+    s = backend.store
+    first = [("e1", [inc(U1, "clicks", 1.0), inc(I1, "clicks", 1.0)]), ("e2", [inc(U1, "clicks", 1.0)])]
+    assert s.apply(first, dedup_ttl_s=60) == 2
+    assert s.apply(first, dedup_ttl_s=60) == 0  # a replayed batch changes nothing
+    again = [
+        ("e3", [inc(U1, "clicks", 1.0)]),
+        ("e1", [inc(U1, "clicks", 100.0)]),
+        ("e3", [inc(U1, "x", 1.0)]),
+    ]
+    assert s.apply(again, dedup_ttl_s=60) == 1  # e1 seen before, e3 twice in the batch
+    assert s.get_many([U1, I1]) == [{"clicks": 3.0}, {"clicks": 1.0}]
+    assert s.apply([], dedup_ttl_s=60) == 0
+    assert s.apply([("empty", [])], dedup_ttl_s=60) == 1
+
+
+def test_concurrent_applies_count_each_event_once(backend: Backend) -> None:
+    s = backend.store
+    batch = [
+        (f"e{k}", [inc(U1, "n", 1.0), inc(feature_key("item", str(k % 10), "s"), "n", 1.0)])
+        for k in range(200)
+    ]
+
+    def worker(w: int) -> None:
+        for start in range(0, 200, 25):  # every worker applies every event, in a different order
+            chunk = batch[start : start + 25]
+            s.apply(chunk[::-1] if w % 2 else chunk, dedup_ttl_s=60)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = s.get_many([U1] + [feature_key("item", str(k), "s") for k in range(10)])
+    assert got == [{"n": 200.0}] + [{"n": 20.0}] * 10
+
+
+def test_a_bad_batch_applies_nothing(backend: Backend) -> None:
+    s = backend.store
+    bad_batches = [
+        [("e1", [inc(U1, "n", 1.0)]), ("e2", [inc("user:2", "n", 1.0)])],  # not a feature_key
+        [("e1", [inc(U1, "n", 1.0)]), ("e2", [inc(U1, "n", float("nan"))])],
+        [("e1", [inc(U1, "n", 1.0)]), ("e2", [inc(U1, "n", 1.0, ttl_s=0)])],
+        [("e1", [inc(U1, "n", 1.0)]), ("", [inc(U1, "n", 1.0)])],
+        [("e1", [inc(U1, "n", 1.0)]), ("e2", [(U1, "n", 1.0)])],  # type: ignore[list-item]
+    ]
+    for bad in bad_batches:
+        with pytest.raises(ValidationError):
+            s.apply(bad, dedup_ttl_s=60)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        s.apply([("e1", [inc(U1, "n", 1.0)])], dedup_ttl_s=0)
+    assert s.get_many([U1]) == [{}]
+    assert s.apply([("e1", [inc(U1, "n", 1.0)])], dedup_ttl_s=60) == 1  # e1 was never recorded
+
+
+def test_bad_keys_and_values_are_rejected(backend: Backend) -> None:
+    s = backend.store
+    with pytest.raises(ValidationError):
+        s.get_many(["user:1:activity"])
+    with pytest.raises(ValidationError):
+        s.get_many([feature_key("user", "1", "a").replace("fs1", "fs0")])  # another key format
+    with pytest.raises(ValidationError):
+        s.set_many({U1: {"a": float("inf")}})
+    with pytest.raises(ValidationError):
+        s.set_many({U1: {"a": 1.0}}, ttl_s=-5)
+    assert s.get_many([U1]) == [{}]
+
+
+def test_ttls_and_dedup_expiry(backend: Backend) -> None:
+    s = backend.store
+    s.set_many({U1: {"a": 1.0}}, ttl_s=1)
+    s.set_many({U2: {"a": 1.0}})  # no TTL: never expires
+    s.apply([("e1", [inc(I1, "n", 1.0, ttl_s=1)])], dedup_ttl_s=1)
+    s.apply([("e2", [inc(U2, "b", 1.0)])], dedup_ttl_s=60)  # an increment without TTL
+    assert s.get_many([U1, U2, I1]) == [{"a": 1.0}, {"a": 1.0, "b": 1.0}, {"n": 1.0}]
+    backend.advance(1.2)
+    assert s.get_many([U1, U2, I1]) == [{}, {"a": 1.0, "b": 1.0}, {}]
+    # the dedup entry of e1 expired too: the same event id applies again (on a fresh key)
+    assert s.apply([("e1", [inc(I1, "n", 1.0, ttl_s=60)]), ("e2", [inc(U2, "b", 1.0)])], 60) == 1
+    assert s.get_many([I1, U2]) == [{"n": 1.0}, {"a": 1.0, "b": 1.0}]
+
+
+def test_increments_refresh_the_ttl(backend: Backend) -> None:
+    s = backend.store
+    s.apply([("e1", [inc(U1, "n", 1.0, ttl_s=1)])], 60)
+    backend.advance(0.6)
+    s.apply([("e2", [inc(U1, "n", 1.0, ttl_s=2)])], 60)
+    backend.advance(0.6)  # 1.2 s after the first write, 0.6 s after the last
+    assert s.get_many([U1]) == [{"n": 2.0}]
+
+
+def test_batched_read_of_many_keys(backend: Backend) -> None:
+    s = backend.store
+    keys = [feature_key("item", f"i{k}", "stats") for k in range(1000)]
+    s.set_many({k: {"ctr": n / 1000, "n": float(n)} for n, k in enumerate(keys) if n % 3})
+    got = s.get_many([U1, *keys])
+    assert len(got) == 1001 and got[0] == {}
+    assert got[1:] == [{"ctr": n / 1000, "n": float(n)} if n % 3 else {} for n in range(1000)]
+
+
+def test_namespaces_are_isolated_and_teardown_clears_one(backend: Backend) -> None:
+    s, other = backend.store, backend.open_other("-other")
+    other.create()  # type: ignore[attr-defined]
+    s.apply([("e1", [inc(U1, "n", 1.0)])], 60)
+    other.apply([("e1", [inc(U1, "n", 5.0)])], 60)  # its own dedup ids too
+    assert s.get_many([U1]) == [{"n": 1.0}] and other.get_many([U1]) == [{"n": 5.0}]
+    s.teardown()  # type: ignore[attr-defined]
+    assert s.get_many([U1]) == [{}]
+    assert other.get_many([U1]) == [{"n": 5.0}]
+    assert s.apply([("e1", [inc(U1, "n", 1.0)])], 60) == 1  # dedup ids were torn down too
+    s.create()  # type: ignore[attr-defined]  # idempotent
+    s.create()  # type: ignore[attr-defined]
+
+
+def test_closed_store_refuses_calls(backend: Backend) -> None:
+    s = backend.store
+    s.close()
+    s.close()  # idempotent
+    with pytest.raises(UnavailableError):
+        s.get_many([U1])
+    with pytest.raises(UnavailableError):
+        s.apply([("e1", [inc(U1, "n", 1.0)])], 60)
