@@ -19,6 +19,10 @@ Example:
     Traceback (most recent call last):
     ...
     funnel.core.errors.ConfigError: file:// event log URLs need an absolute path ...
+    >>> open_event_log("redis://127.0.0.1:6379/0?prefix=x")  # checked before connecting
+    Traceback (most recent call last):
+    ...
+    funnel.core.errors.ConfigError: unknown option 'prefix' for redis:// event logs; known: stream, timeout
 """
 
 from __future__ import annotations
