@@ -1,0 +1,142 @@
+"""Merge the candidates of several sources: quotas, dedup, every source's score and rank kept.
+
+For one user, candidate ``c`` at 0-based rank ``r`` in source ``s`` with quota ``q_s`` has priority
+``r / q_s`` (``inf`` when ``q_s = 0``: such a source never brings a candidate in, but its score is
+still recorded for candidates other sources bring). An item's priority is its best over sources;
+the ``total`` items with the lowest priority are kept, in that order (ties: the earlier source).
+So each source gets its quota when the quotas sum to ``total``, sources are cut in proportion when
+they sum to more, and slots left by overlap or by short lists go to the next-best candidates of
+all sources in proportion to their quotas. The *strongest source* of an item is the one giving
+its best priority; its reason and anchor become the item's. Every source's score and rank come out
+as ``[n_candidates, n_sources]`` arrays, ``NaN`` where a source did not return the item — the
+ranker's features. All of it is array arithmetic (one sort per user).
+
+Example:
+    >>> from funnel.retrieval.sources.common import candidates
+    >>> a = candidates(np.array([5, 6, 7]), np.array([0.9, 0.8, 0.7]), "picked_for_you")
+    >>> b = candidates(np.array([7, 8]), np.array([30.0, 20.0]), "trending")
+    >>> m = merge_one([a, b], ("als", "trending"), np.array([2, 1]), total=3)
+    >>> m.items.tolist(), m.reason.tolist()
+    ([5, 7, 6], ['picked_for_you', 'trending', 'picked_for_you'])
+    >>> m.ranks.tolist()
+    [[0.0, nan], [2.0, 0.0], [1.0, nan]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from funnel.core.errors import ValidationError
+from funnel.retrieval.source import Candidates
+
+DEFAULT_TOTAL = 1000
+"""Candidates kept per user by default."""
+
+
+@dataclass
+class MergedCandidates:
+    """One user's merged candidates, in merge order (best priority first).
+
+    Attributes:
+        items: ``int32 [n]`` item indices, no duplicates.
+        scores: ``float32 [n, n_sources]`` each source's score, ``NaN`` when it did not return the item.
+        ranks: ``float32 [n, n_sources]`` each source's 0-based rank, ``NaN`` likewise.
+        reason: reason code of the strongest source per item; anchor: its anchor (``int32``).
+        source: ``int16 [n]`` index (into ``sources``) of the strongest source.
+        sources: the source names, the columns of ``scores`` and ``ranks``.
+    """
+
+    items: np.ndarray
+    scores: np.ndarray
+    ranks: np.ndarray
+    reason: np.ndarray
+    anchor: np.ndarray
+    source: np.ndarray
+    sources: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def source_names(self) -> np.ndarray:
+        """The strongest source's name per candidate."""
+        return np.asarray(self.sources, dtype=object)[self.source]
+
+
+def merge_one(
+    per_source: Sequence[Candidates], sources: Sequence[str], quotas: np.ndarray, total: int = DEFAULT_TOTAL
+) -> MergedCandidates:
+    """Merge one user's candidate lists (``per_source[s]`` from ``sources[s]``) under ``quotas``."""
+    if len(per_source) != len(sources) or len(quotas) != len(sources):
+        raise ValidationError("per_source, sources and quotas must have one entry per source", field="quotas")
+    if total < 1:
+        raise ValidationError(f"total must be >= 1, got {total}", field="total")
+    n_src = len(sources)
+    lens = np.array([len(c) for c in per_source], dtype=np.int64)
+    if lens.sum() == 0:
+        return _empty(tuple(sources))
+    items = np.concatenate([c.items for c in per_source]).astype(np.int64)
+    score = np.concatenate([c.scores for c in per_source]).astype(np.float32)
+    src = np.repeat(np.arange(n_src, dtype=np.int64), lens)
+    rank = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+    q = np.asarray(quotas, dtype=np.float64)[src]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prio = np.where(q > 0, rank / np.where(q > 0, q, 1.0), np.inf)
+    order = np.lexsort((src, prio, items))  # per item: best priority, then earlier source
+    first = order[np.r_[True, items[order][1:] != items[order][:-1]]]
+    first = first[np.isfinite(prio[first])]
+    best = first[np.lexsort((src[first], prio[first]))][:total]  # the kept items, in merge order
+    chosen = items[best]
+    by_item = np.argsort(chosen, kind="stable")
+    pos = np.searchsorted(chosen[by_item], items)
+    pos = np.minimum(pos, len(chosen) - 1)
+    hit = chosen[by_item][pos] == items
+    row = by_item[pos[hit]]
+    scores = np.full((len(chosen), n_src), np.nan, dtype=np.float32)
+    ranks = np.full((len(chosen), n_src), np.nan, dtype=np.float32)
+    scores[row, src[hit]] = score[hit]
+    ranks[row, src[hit]] = rank[hit]
+    reason = np.concatenate([c.reason for c in per_source]).astype(object)[best]
+    anchor = np.concatenate([c.anchor for c in per_source]).astype(np.int32)[best]
+    return MergedCandidates(
+        chosen.astype(np.int32), scores, ranks, reason, anchor, src[best].astype(np.int16), tuple(sources)
+    )
+
+
+def _empty(sources: tuple[str, ...]) -> MergedCandidates:
+    n = len(sources)
+    return MergedCandidates(
+        np.empty(0, np.int32),
+        np.empty((0, n), np.float32),
+        np.empty((0, n), np.float32),
+        np.empty(0, dtype=object),
+        np.empty(0, np.int32),
+        np.empty(0, np.int16),
+        sources,
+    )
+
+
+def merge(
+    per_source: Mapping[str, Sequence[Candidates]],
+    quotas: Mapping[str, float] | Sequence[Mapping[str, float]],
+    total: int = DEFAULT_TOTAL,
+) -> list[MergedCandidates]:
+    """Merge a batch: ``per_source[name][u]`` is user ``u``'s list from source ``name``.
+
+    ``quotas`` is one mapping for every user or one per user; a source missing from a mapping has
+    quota 0 (recorded, never selecting).
+    """
+    names = tuple(per_source)
+    n = len(next(iter(per_source.values()))) if names else 0
+    if any(len(lists) != n for lists in per_source.values()):
+        raise ValidationError("every source must return one list per user", field="per_source")
+    per_user = [quotas] * n if isinstance(quotas, Mapping) else list(quotas)
+    if len(per_user) != n:
+        raise ValidationError(f"{len(per_user)} quota mappings for {n} users", field="quotas")
+    out = []
+    for u in range(n):
+        q = np.array([float(per_user[u].get(name, 0.0)) for name in names])
+        out.append(merge_one([per_source[name][u] for name in names], names, q, total))
+    return out
