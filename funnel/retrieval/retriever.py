@@ -1,0 +1,184 @@
+"""``Retriever``: fit a configured set of sources, ask all of them, merge under per-user quotas.
+
+Quotas are *weights*: for each user the weights of the configured sources are normalised to sum
+to ``total`` (so any set of source names works, ``content`` and ``two_tower`` included). The
+weights depend on the user's state — the cold-start policy:
+
+* **cold** (empty history and no recent items): ``cold_quotas`` (default: trending with its
+  segment lists, content — seeded by onboarding interests when the query has them — new items and
+  editorial); collaborative sources are not even asked.
+* **warming** (fewer than ``warm_threshold`` history items): ``quotas`` with each weight multiplied
+  by ``warming_boost`` (default: content and item_knn ×2).
+* **warm**: ``quotas``.
+
+Each source is asked for ``ceil(overfetch × its largest quota in the batch)`` candidates so that
+overlap between sources still fills ``total``. A source that raises is dropped for that batch
+(partial results; the error is kept in ``last_errors_``). Items with metadata only are retrievable
+through the metadata sources (content / two_tower).
+
+Example:
+    >>> import pyarrow as pa, scipy.sparse as sp
+    >>> from funnel.retrieval.sources.common import retrieval_data
+    >>> from funnel.retrieval.source import RetrievalQuery
+    >>> t = pa.table({"user_id": ["a", "a", "b", "b", "c"], "item_id": ["x", "y", "x", "z", "z"]})
+    >>> r = Retriever({"item_knn": {"shrink": 0.0}, "trending": {}}, total=10).fit(retrieval_data(t))
+    >>> q = RetrievalQuery(["c", "new"], sp.csr_matrix([[0, 0, 1], [0, 0, 0]], dtype="float32"),
+    ...                    [np.array([2]), np.array([], dtype=np.int64)], [{}, {}], 0)
+    >>> [(m.items.tolist(), m.reason.tolist()) for m in r.retrieve(q)]
+    [([0, 1], ['because_you_watched', 'trending']), ([0, 2, 1], ['trending', 'trending', 'trending'])]
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from funnel.core.artifacts import load_artifact, save_artifact
+from funnel.core.errors import NotTrainedError
+from funnel.retrieval.merge import DEFAULT_TOTAL, MergedCandidates, merge
+from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
+from funnel.retrieval.sources.registry import load_source, make_source
+
+KIND, FORMAT_VERSION = "retriever", 1
+
+DEFAULT_SOURCES: dict[str, dict[str, Any]] = {
+    "als": {},
+    "item_knn": {},
+    "trending": {},
+    "new_items": {},
+    "editorial": {},
+}
+"""Sources fitted when none are configured (name -> hyper-parameters)."""
+DEFAULT_QUOTAS = {
+    "als": 0.3,
+    "item_knn": 0.3,
+    "content": 0.15,
+    "two_tower": 0.3,
+    "trending": 0.15,
+    "new_items": 0.05,
+    "editorial": 0.02,
+}
+"""Warm users' quota weights (normalised over the configured sources; unlisted names weigh 0.1)."""
+COLD_QUOTAS = {"trending": 0.5, "content": 0.3, "new_items": 0.1, "editorial": 0.05}
+"""Quota weights of users without any history."""
+WARMING_BOOST = {"content": 2.0, "item_knn": 2.0}
+"""Weight multipliers for users with a handful of events."""
+
+
+class Retriever:
+    """Many sources, one merged candidate list per user.
+
+    Args:
+        sources: source name -> hyper-parameters (default :data:`DEFAULT_SOURCES`).
+        quotas: warm users' weights per source name (default :data:`DEFAULT_QUOTAS`).
+        total: merged candidates per user.
+        overfetch: each source returns this many times its quota.
+        warm_threshold: users with fewer history items are "warming".
+        cold_quotas: weights for users without history (default :data:`COLD_QUOTAS`).
+        warming_boost: multipliers of ``quotas`` for warming users (default :data:`WARMING_BOOST`).
+
+    Attributes:
+        sources_: name -> fitted source; last_errors_ / last_seconds_: per source, of the last batch.
+    """
+
+    def __init__(
+        self,
+        sources: Mapping[str, Mapping[str, Any]] | None = None,
+        quotas: Mapping[str, float] | None = None,
+        total: int = DEFAULT_TOTAL,
+        overfetch: float = 1.5,
+        warm_threshold: int = 5,
+        cold_quotas: Mapping[str, float] | None = None,
+        warming_boost: Mapping[str, float] | None = None,
+    ) -> None:
+        self.sources = {k: dict(v) for k, v in (sources if sources is not None else DEFAULT_SOURCES).items()}
+        self.quotas = dict(quotas if quotas is not None else DEFAULT_QUOTAS)
+        self.total = total
+        self.overfetch = overfetch
+        self.warm_threshold = warm_threshold
+        self.cold_quotas = dict(cold_quotas if cold_quotas is not None else COLD_QUOTAS)
+        self.warming_boost = dict(warming_boost if warming_boost is not None else WARMING_BOOST)
+        self.last_errors_: dict[str, str] = {}
+        self.last_seconds_: dict[str, float] = {}
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments (what :meth:`save` writes)."""
+        keys = ("sources", "quotas", "total", "overfetch", "warm_threshold", "cold_quotas", "warming_boost")
+        return {k: getattr(self, k) for k in keys}
+
+    def fit(self, data: RetrievalData) -> Self:
+        """Build and fit every configured source on ``data``."""
+        self.sources_ = {name: make_source(name, **params).fit(data) for name, params in self.sources.items()}
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "sources_"):
+            raise NotTrainedError("Retriever is not fitted; call fit() first")
+
+    def user_quotas(self, query: RetrievalQuery, total: int | None = None) -> list[dict[str, float]]:
+        """Each user's quota (candidate count) per source, from the cold-start policy."""
+        self._check()
+        total = self.total if total is None else total
+        n_hist = np.diff(query.histories.tocsr().indptr)
+        names = list(self.sources_)
+        out = []
+        for u in range(len(query)):
+            n_recent = len(query.recent[u]) if u < len(query.recent) else 0
+            if n_hist[u] == 0 and n_recent == 0:
+                w = {s: self.cold_quotas.get(s, 0.0) for s in names}
+            else:
+                boost = self.warming_boost if n_hist[u] < self.warm_threshold else {}
+                w = {s: self.quotas.get(s, 0.1) * boost.get(s, 1.0) for s in names}
+            mass = sum(w.values())
+            out.append({s: total * v / mass if mass > 0 else 0.0 for s, v in w.items()})
+        return out
+
+    def retrieve_sources(
+        self, query: RetrievalQuery, quotas: list[dict[str, float]], total: int
+    ) -> dict[str, list[Candidates]]:
+        """Each source's lists for ``query``, asked for its overfetched quota (failures: empty)."""
+        out: dict[str, list[Candidates]] = {}
+        self.last_errors_, self.last_seconds_ = {}, {}
+        for name, source in self.sources_.items():
+            k = min(total, math.ceil(self.overfetch * max((q[name] for q in quotas), default=0.0)))
+            t = time.perf_counter()
+            try:
+                out[name] = source.retrieve(query, k) if k > 0 else [Candidates.empty()] * len(query)
+            except Exception as exc:  # a failing source must not fail the request
+                self.last_errors_[name] = f"{type(exc).__name__}: {exc}"
+                out[name] = [Candidates.empty()] * len(query)
+            self.last_seconds_[name] = time.perf_counter() - t
+        return out
+
+    def retrieve(self, query: RetrievalQuery, total: int | None = None) -> list[MergedCandidates]:
+        """Merged candidates of every user of ``query`` (``total`` per user at most)."""
+        total = self.total if total is None else total
+        quotas = self.user_quotas(query, total)
+        per_source = self.retrieve_sources(query, quotas, total)
+        t = time.perf_counter()
+        merged = merge(per_source, quotas, total)
+        self.last_seconds_["merge"] = time.perf_counter() - t
+        return merged
+
+    def save(self, folder: str | Path) -> None:
+        """Write the configuration and every fitted source (``sources/<name>/``) to ``folder``."""
+        self._check()
+        folder = Path(folder)
+        for name, source in self.sources_.items():
+            source.save(folder / "sources" / name)
+        save_artifact(folder, KIND, FORMAT_VERSION, self.get_params(), {}, {"fitted": list(self.sources_)})
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Self:
+        """Read a retriever written by :meth:`save` (each source through ``load_source``)."""
+        art = load_artifact(folder, KIND, FORMAT_VERSION)
+        retriever = cls(**art.params)
+        retriever.sources_ = {
+            name: load_source(Path(folder) / "sources" / name) for name in art.meta["fitted"]
+        }
+        return retriever
