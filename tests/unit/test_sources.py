@@ -195,3 +195,12 @@ def test_retriever_save_load_round_trip(tmp_path):
     assert a.items.tolist() == b.items.tolist() and a.reason.tolist() == b.reason.tolist()
     np.testing.assert_array_equal(a.ranks, b.ranks)
     assert again.total == 12 and list(again.sources_) == ["item_knn", "trending", "editorial"]
+
+
+def test_als_configurable_index_is_saved_with_the_source(tmp_path):
+    src = ALSSource(factors=4, iterations=4, index="hnsw", index_params={"M": 8, "ef_search": 64}).fit(DATA)
+    q = query(one_hot([0, 1, 2], DATA.X.shape[1]))
+    src.save(tmp_path / "a")
+    again = ALSSource.load(tmp_path / "a")
+    assert type(again.index_).__name__ == "HnswIndex"
+    assert again.retrieve(q, 5)[0].items.tolist() == src.retrieve(q, 5)[0].items.tolist()

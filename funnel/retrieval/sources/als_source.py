@@ -7,7 +7,8 @@ changes the candidates without retraining. Items are searched by inner product i
 **index_params)`` (exact by default). Users with an empty history get no candidates (no signal).
 Reason code: ``picked_for_you``.
 
-The saved artifact holds the item factors; the index is rebuilt from them on load.
+The saved artifact holds the item factors and the index (``index/``, read back with
+``load_index``; rebuilt from the factors when absent).
 
 Example:
     >>> import scipy.sparse as sp
@@ -21,10 +22,13 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 
+from funnel.ann.factory import load_index, make_index
+from funnel.ann.protocol import AnnIndex
 from funnel.retrieval.als import ALSRecommender
 from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
 from funnel.retrieval.sources.common import BaseSource, candidates, seen_of
@@ -32,18 +36,9 @@ from funnel.retrieval.sources.common import BaseSource, candidates, seen_of
 REASON = "picked_for_you"
 
 
-def build_index(kind: str, vectors: np.ndarray, params: dict[str, Any]) -> Any:
+def build_index(kind: str, vectors: np.ndarray, params: dict[str, Any]) -> AnnIndex:
     """An ``AnnIndex`` of ``kind`` holding ``vectors`` under ids ``0..n-1`` (via ``make_index``)."""
-    try:
-        from funnel.ann.factory import make_index  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # the factory is not there yet: the exact index is the only kind
-        if kind != "exact":
-            raise
-        from funnel.ann.exact import ExactIndex
-
-        index: Any = ExactIndex(vectors.shape[1], **params)
-    else:
-        index = make_index(kind, vectors.shape[1], **params)
+    index = make_index(kind, vectors.shape[1], **params)
     index.add(np.arange(len(vectors), dtype=np.int64), np.ascontiguousarray(vectors, dtype=np.float32))
     return index
 
@@ -131,4 +126,20 @@ class ALSSource(BaseSource):
         model.n_items_ = int(meta["n_items"])
         model._set_state({"item_factors": arrays["item_factors"]})
         self.model_ = model
-        self._finish(model.item_factors_)
+        self.item_factors_ = model.item_factors_
+
+    def save(self, folder: str | Path) -> None:
+        """Write the item factors (``arrays.npz``) and the ANN index (``index/``) to ``folder``."""
+        super().save(folder)
+        self.index_.save(Path(folder) / "index")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Self:
+        """Read a source written by :meth:`save` (the index too, or rebuilt when it is missing)."""
+        source = super().load(folder)
+        path = Path(folder) / "index"
+        if (path / "manifest.json").exists():
+            source.index_ = load_index(path)
+        else:
+            source.index_ = build_index(source.index, source.item_factors_, source.index_params)
+        return source

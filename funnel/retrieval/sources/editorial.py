@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
-from funnel.retrieval.sources.common import BaseSource, candidates, seen_of
+from funnel.retrieval.sources.common import BaseSource, candidates, member, seen_of
 
 
 class EditorialSource(BaseSource):
@@ -67,7 +67,7 @@ class EditorialSource(BaseSource):
             self.unknown_ += ids_arr[~found].tolist()
             resolved.append(order[pos[found]].astype(np.int32))
         curated, sponsored = resolved
-        curated = curated[~np.isin(curated, sponsored)]
+        curated = curated[~member(curated, sponsored)]
         items = np.concatenate([curated, sponsored])
         scores = np.concatenate(
             [1.0 / (1.0 + np.arange(len(curated))), 1.0 / (1.0 + np.arange(len(sponsored)))]
@@ -94,7 +94,7 @@ class EditorialSource(BaseSource):
         out = []
         for u in range(len(query)):
             seen = seen_of(H, u)
-            idx = np.flatnonzero(~np.isin(self.items_, seen))[:k]
+            idx = np.flatnonzero(~member(self.items_, seen))[:k]
             out.append(candidates(self.items_[idx], self.scores_[idx], self.reasons_[idx]))
         return out
 

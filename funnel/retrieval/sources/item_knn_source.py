@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from funnel.retrieval.item_knn import ItemKNNRecommender
 from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
-from funnel.retrieval.sources.common import BaseSource, candidates
+from funnel.retrieval.sources.common import BaseSource, candidates, member
 
 REASON = "because_you_watched"
 
@@ -97,7 +97,7 @@ class ItemKNNSource(BaseSource):
         key = user * m + item
         H = query.histories.tocsr()
         seen = np.repeat(np.arange(n, dtype=np.int64), np.diff(H.indptr)) * m + H.indices
-        keep = ~np.isin(key, seen)
+        keep = ~member(key, seen)
         key, anchor, term = key[keep], anchor[keep], term[keep]
         order = np.lexsort((-term, key))  # per (user, item): the largest term first
         key, anchor, term = key[order], anchor[order], term[order]

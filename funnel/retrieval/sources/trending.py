@@ -27,7 +27,7 @@ from typing import Any, Self
 import numpy as np
 
 from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
-from funnel.retrieval.sources.common import BaseSource, candidates, seen_of, user_attributes
+from funnel.retrieval.sources.common import BaseSource, candidates, member, seen_of, user_attributes
 
 DAY_MS = 86_400_000
 
@@ -131,7 +131,7 @@ class TrendingSource(BaseSource):
                 cache[rows] = self._ranked(rows)
             items, scores, reasons = cache[rows]
             seen = seen_of(H, u)
-            keep = ~np.isin(items, seen) if len(seen) else np.ones(len(items), dtype=bool)
+            keep = ~member(items, seen)
             idx = np.flatnonzero(keep)[:k]
             out.append(candidates(items[idx], scores[idx], reasons[idx]))
         return out
