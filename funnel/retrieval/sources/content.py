@@ -18,6 +18,7 @@ from typing import Any, Self
 import numpy as np
 import pyarrow as pa
 
+from funnel.ann.factory import make_index
 from funnel.ann.protocol import AnnIndex
 from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.errors import NotTrainedError
@@ -30,50 +31,8 @@ KIND, FORMAT_VERSION = "content_source", 1
 
 
 def make_ann(kind: str, dim: int, params: dict[str, Any] | None = None) -> AnnIndex:
-    """An empty index from ``funnel.ann.factory.make_index`` (exact NumPy search if it is absent)."""
-    try:
-        from funnel.ann.factory import make_index  # type: ignore[import-not-found]
-    except ImportError:
-        return _ExactIndex(dim)
+    """An empty index of ``kind`` (see :func:`funnel.ann.factory.make_index`)."""
     return make_index(kind, dim, **(params or {}))
-
-
-class _ExactIndex:
-    """Brute-force inner product; only used until ``funnel.ann.factory`` is available."""
-
-    is_exact = True
-
-    def __init__(self, dim: int) -> None:
-        self.dim, self.vecs, self.live = dim, np.zeros((0, dim), np.float32), np.zeros(0, bool)
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = np.asarray(ids, np.int64)
-        if len(ids) and ids.max() >= len(self.live):
-            n = int(ids.max()) + 1
-            self.vecs = np.vstack([self.vecs, np.zeros((n - len(self.vecs), self.dim), np.float32)])
-            self.live = np.concatenate([self.live, np.zeros(n - len(self.live), bool)])
-        self.vecs[ids], self.live[ids] = vectors, True
-
-    def remove(self, ids: np.ndarray) -> None:
-        ids = np.asarray(ids, np.int64)
-        self.live[ids[ids < len(self.live)]] = False
-
-    def search(
-        self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        s = np.asarray(queries, np.float32) @ self.vecs.T
-        s[:, ~self.live] = -np.inf
-        for r, ex in enumerate(exclude or []):
-            ex = np.asarray(ex, np.int64)
-            s[r, ex[ex < s.shape[1]]] = -np.inf
-        top = np.argsort(-s, axis=1, kind="stable")[:, :k]
-        val = np.take_along_axis(s, top, axis=1)
-        pad = ((0, 0), (0, k - top.shape[1]))
-        top, val = np.pad(top, pad, constant_values=-1), np.pad(val, pad, constant_values=-np.inf)
-        return np.where(np.isfinite(val), top, -1), val.astype(np.float32)
-
-    def __len__(self) -> int:
-        return int(self.live.sum())
 
 
 class ContentSource:

@@ -109,19 +109,17 @@ class TwoTowerSource:
     def _item_features(self, items: pa.Table, grow: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         texts = item_texts(items)
         if grow:
-            self.embedder_ = make_embedder(self.embedder, self.content_dim, self.seed).fit(
-                [t for t in texts if t]
-            )
+            self.embedder_ = make_embedder(self.embedder, self.content_dim, self.seed)
+            self.embedder_.fit([t for t in texts if t])
         content = self.embedder_.transform(texts)
         cats_list = items.column("categories").to_pylist() if "categories" in items.column_names else []
         cats = np.zeros((items.num_rows, 2), np.int64)
         for j, names in enumerate(cats_list):
             names = (names or [])[:2]
             cats[j, : len(names)] = _codes(names, self.vocab_.setdefault("category", {}), grow)
-        creators = items.column("creator_id").to_pylist() if "creator_id" in items.column_names else []
-        creator = (
-            _codes(creators, self.vocab_.setdefault("creator", {}), grow) if creators else cats[:, 0] * 0
-        )
+        has = "creator_id" in items.column_names
+        creators = items.column("creator_id").to_pylist() if has else [None] * items.num_rows
+        creator = _codes(creators, self.vocab_.setdefault("creator", {}), grow)
         return content, cats, creator
 
     def fit(self, data: RetrievalData) -> Self:
@@ -181,13 +179,9 @@ class TwoTowerSource:
         content, cats, creator = self._item_features(items, grow=False)
         grow = int(indices.max(initial=-1)) + 1 - len(self.content_)
         if grow > 0:
-            self.content_ = np.vstack([self.content_, np.zeros((grow, self.content_.shape[1]), np.float32)])
-            self.cats_, self.creator_ = (
-                np.pad(self.cats_, ((0, grow), (0, 0))),
-                np.pad(self.creator_, (0, grow)),
-            )
-            self.trained_ = np.pad(self.trained_, (0, grow))
-            self.item_vecs_ = np.vstack([self.item_vecs_, np.zeros((grow, self.dim), np.float32)])
+            for name in ("content_", "cats_", "creator_", "trained_", "item_vecs_"):
+                a = getattr(self, name)
+                setattr(self, name, np.concatenate([a, np.zeros((grow, *a.shape[1:]), a.dtype)]))
         self.content_[indices], self.cats_[indices], self.creator_[indices] = content, cats, creator
         self.trained_[indices] = False
         feats = tt.ItemFeatures.from_numpy(content, cats, creator)
@@ -206,12 +200,8 @@ class TwoTowerSource:
             items = np.concatenate([np.asarray(p, np.int64) for p in picks])
             items = items[(items >= 0) & (items < len(self.item_vecs_))][:L]
             hist[u, : len(items)] = items
-        seg = np.stack(
-            [
-                np.array([self.vocab_[f].get(str(s.get(f)), 0) for s in query.segments], np.int64)
-                for f in SEGMENTS
-            ],
-            axis=1,
+        seg = np.array(
+            [[self.vocab_[f].get(str(s.get(f)), 0) for f in SEGMENTS] for s in query.segments], np.int64
         ).reshape(n, len(SEGMENTS))
         with torch.inference_mode():
             mask = torch.from_numpy(hist >= 0)
@@ -219,27 +209,24 @@ class TwoTowerSource:
             return self.net_.users(torch.from_numpy(seg), hv, mask).numpy()
 
     def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidates]:
-        """Top-``k`` items by inner product with each user vector, seen and recent items excluded."""
+        """Top-``k`` items by inner product with each user vector; seen, recent and onboarding excluded."""
         if self.index_ is None:
             raise NotTrainedError("TwoTowerSource: call fit first")
         if len(query) == 0 or k <= 0:
             return [Candidates.empty() for _ in range(len(query))]
         hist = query.histories.tocsr()
-        exclude = [
-            np.union1d(hist.indices[hist.indptr[u] : hist.indptr[u + 1]], query.recent[u]).astype(np.int64)
-            for u in range(len(query))
-        ]
+        exclude = []
+        for u in range(len(query)):
+            seen = np.union1d(hist.indices[hist.indptr[u] : hist.indptr[u + 1]], query.recent[u])
+            picks = query.interests[u] if u < len(query.interests) else []
+            exclude.append(np.union1d(seen, picks).astype(np.int64))
         ids, scores = self.index_.search(self.user_vectors(query), k, exclude)
         out = []
         for r in range(len(query)):
             keep = ids[r] >= 0
             items = ids[r][keep].astype(np.int32)
-            reason = np.full(len(items), REASON, dtype=object)
-            out.append(
-                Candidates(
-                    items, scores[r][keep].astype(np.float32), reason, np.full(len(items), -1, np.int32)
-                )
-            )
+            reason, anchor = np.full(len(items), REASON, dtype=object), np.full(len(items), -1, np.int32)
+            out.append(Candidates(items, scores[r][keep].astype(np.float32), reason, anchor))
         return out
 
     def _params(self) -> dict[str, Any]:
