@@ -239,3 +239,35 @@ def test_closed_store_refuses_calls(backend: Backend) -> None:
         s.get_many([U1])
     with pytest.raises(UnavailableError):
         s.apply([("e1", [inc(U1, "n", 1.0)])], 60)
+
+
+def test_redis_urls_are_checked_before_connecting() -> None:
+    from funnel.core.errors import ConfigError
+    from funnel.events.registry import open_event_log
+
+    for bad in (
+        "redis://h/notadb",
+        "redis://h:6379/0?timeout=soon",
+        "redis://h/0?stream=s",
+        "redis://h/0?prefix=",
+    ):
+        with pytest.raises(ConfigError):
+            open_online_store(bad)
+    for bad in ("redis://h/0?prefix=p", "redis://h:6379/x?stream=s", "redis://h/0?stream=s&timeout=x"):
+        with pytest.raises(ConfigError):
+            open_event_log(bad)
+
+
+def test_an_unreachable_redis_is_unavailable() -> None:
+    from funnel.events.registry import open_event_log
+
+    store = open_online_store("redis://127.0.0.1:1/0?prefix=p&timeout=0.5")  # nothing listens on port 1
+    t0 = time.monotonic()
+    with pytest.raises(UnavailableError):
+        store.get_many([U1])
+    with pytest.raises(UnavailableError):
+        store.apply([("e", [inc(U1, "n", 1.0)])], 60)
+    with pytest.raises(UnavailableError):
+        open_event_log("redis://127.0.0.1:1/0?stream=s&timeout=0.5")
+    assert time.monotonic() - t0 < 5  # fails fast: no silent retries
+    store.close()

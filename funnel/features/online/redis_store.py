@@ -17,7 +17,10 @@ atomically and, under AOF, is logged as one ``MULTI``/``EXEC``), idempotent by e
 
 Values: ``HINCRBYFLOAT`` adds in long double and prints at most 17 decimals, so integer counts
 come back exact (``"3"`` -> ``3.0``) up to 2**53, while a non-integer sum can differ from the
-memory store in its last bit and increments below ``1e-17`` vanish.
+memory store in its last bit and increments below ``1e-17`` vanish. A sum overflowing to
+infinity makes Redis abort the script: the events before it in the chunk stay applied, that one
+is left half-applied with its dedup key set (the memory store would store ``inf``). Keep features
+in range.
 
 Example (needs a server, so not run as a doctest)::
 
@@ -71,7 +74,7 @@ return cjson.encode(out)
 """KEYS: the hashes to read. Returns a JSON array with each hash's flat ``HGETALL`` reply."""
 
 READ_CHUNK = 2000
-"""Keys per read script call: bounds how long one call blocks the server (~1 ms per 1000 keys)."""
+"""Keys per read script call: bounds how long one call blocks the server (a few ms per 1000 keys)."""
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 

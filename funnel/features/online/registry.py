@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from urllib.parse import ParseResult, parse_qs
 
-from funnel.core.errors import ConfigError
+from funnel.core.errors import ConfigError, ValidationError
 from funnel.core.registry import BackendRegistry
 from funnel.events.redis_log import redis_from_url
 from funnel.features.online.memory import MemoryOnlineStore
@@ -63,7 +63,11 @@ def _open_redis(url: ParseResult) -> OnlineStore:
     options = url_options(url, "online store", ("prefix", "timeout", "apply_chunk"))
     client = redis_from_url(url, socket_timeout=_number(options, "timeout", float, 5.0))
     chunk = int(_number(options, "apply_chunk", int, 1000))
-    return RedisOnlineStore(client, prefix=options.get("prefix", "funnel"), apply_chunk=chunk)
+    try:
+        return RedisOnlineStore(client, prefix=options.get("prefix", "funnel"), apply_chunk=chunk)
+    except ValidationError as exc:
+        client.close()
+        raise ConfigError(f"online store option {exc}") from None
 
 
 ONLINE_STORES.register("memory", _open_memory)
