@@ -204,3 +204,9 @@ def test_als_configurable_index_is_saved_with_the_source(tmp_path):
     again = ALSSource.load(tmp_path / "a")
     assert type(again.index_).__name__ == "HnswIndex"
     assert again.retrieve(q, 5)[0].items.tolist() == src.retrieve(q, 5)[0].items.tolist()
+
+
+def test_als_fold_in_matches_implicit():
+    src = ALSSource(factors=6, iterations=5, regularization=0.5).fit(DATA)
+    rows = DATA.X[:7]
+    np.testing.assert_allclose(src.user_vectors(rows), src.model_.user_factors(rows), rtol=1e-3, atol=1e-4)

@@ -53,7 +53,7 @@ class NewItemsSource(BaseSource):
 
     Attributes:
         items_, published_, engagement_: candidate items (published within the window before
-            the fit time or later), newest first, with their publish time and distinct users.
+            the fit time or later), best first, with their publish time and distinct users.
     """
 
     name = "new_items"
@@ -74,24 +74,25 @@ class NewItemsSource(BaseSource):
             listed = np.asarray(pc.fill_null(pc.not_equal(data.items.column("status"), "unlisted"), True))
         window = self.window_days * DAY_MS
         keep = np.flatnonzero((published > data.now_ms - window) & listed)
-        keep = keep[np.argsort(-published[keep], kind="stable")]
-        users = np.diff(data.X.tocsc().indptr)
-        self.items_ = keep.astype(np.int32)
-        self.published_ = published[keep]
-        self.engagement_ = users[keep].astype(np.int64)
+        users = np.bincount(data.X.indices, minlength=data.X.shape[1])[keep].astype(np.int64)
+        # the score's age term shifts every item alike as time passes: the order is fixed at fit
+        key = published[keep] / window + (np.log1p(users) if self.rank_by == "engagement" else 0.0)
+        order = np.lexsort((-published[keep], -key))
+        self.items_ = keep[order].astype(np.int32)
+        self.published_ = published[keep][order]
+        self.engagement_ = users[order]
         self.n_items_ = data.X.shape[1]
         return self
 
     def ranking(self, now_ms: int) -> tuple[np.ndarray, np.ndarray]:
-        """All items new at ``now_ms``, best first, and their scores."""
+        """All items new at ``now_ms``, best first, and their scores (no sort: the order is fitted)."""
         age = (now_ms - self.published_).astype(np.float64)
         window = self.window_days * DAY_MS
-        ok = (age >= 0) & (age < window)
+        ok = np.flatnonzero((age >= 0) & (age < window))
         score = 1.0 - age[ok] / window
         if self.rank_by == "engagement":
             score = score + np.log1p(self.engagement_[ok])
-        order = np.argsort(-score, kind="stable")
-        return self.items_[ok][order], score[order].astype(np.float32)
+        return self.items_[ok], score.astype(np.float32)
 
     def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidates]:
         """Up to ``k`` new items per user (the same ranking for everyone), seen items excluded."""

@@ -95,6 +95,7 @@ class TrendingSource(BaseSource):
         self.segment_items_ = np.asarray(seg_items, np.int32).reshape(shape)
         self.segment_scores_ = np.asarray(seg_scores, np.float32).reshape(shape)
         self.n_items_ = m
+        self._ranked_cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         return self
 
     def _ranked(self, rows: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -120,7 +121,9 @@ class TrendingSource(BaseSource):
         self._check(query, k)
         H = query.histories.tocsr()
         index = {key: i for i, key in enumerate(self.segment_keys_.tolist())}
-        cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        cache = self.__dict__.setdefault("_ranked_cache", {})  # per segment combination, across calls
+        if len(cache) > 4096:
+            cache.clear()
         out = []
         for u in range(len(query)):
             seg = query.segments[u] if u < len(query.segments) else {}
@@ -149,3 +152,4 @@ class TrendingSource(BaseSource):
         self.items_, self.scores_ = arrays["items"], arrays["scores"]
         self.segment_keys_ = arrays["segment_keys"].astype(str)
         self.segment_items_, self.segment_scores_ = arrays["segment_items"], arrays["segment_scores"]
+        self._ranked_cache = {}
