@@ -1,0 +1,149 @@
+"""Feature store: streaming update throughput and online read latency (1 user + 1000 items).
+
+Run: ``python -m benchmarks.bench_features [--events 100000] [--reads 50] [--redis-events 20000]``
+
+A synthetic stream (interactions and impressions in time order) goes through the
+``StreamingUpdater`` (event log -> increments -> ``store.apply`` -> commit) into the memory store,
+and into the Redis store when a server answers at 127.0.0.1:6379 (a throw-away key prefix,
+deleted afterwards). Then ``FeatureServer.read`` builds the vectors of the most active user and
+1000 items at the end of the stream: median and p95 of ``--reads`` calls, with the catalogue in
+process (the serving default) and with item metadata read from the store. The machine may be
+shared: CPU seconds are reported beside wall seconds. Results: ``benchmarks/results/features.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+
+from benchmarks.common import machine_meta, print_table, write_results
+from funnel.core.schema import Impression, Interaction
+from funnel.data.synthetic import SyntheticConfig, generate
+from funnel.events.memory_log import MemoryEventLog
+from funnel.features.definitions import FEATURE_VERSION
+from funnel.features.online.memory import MemoryOnlineStore
+from funnel.features.serving import FeatureServer
+from funnel.features.streaming import Catalog, StreamingUpdater
+
+TARGETS = {
+    ("stream", "memory"): 20_000,
+    ("stream", "redis"): 5_000,
+    ("read", "memory"): 2.0,
+    ("read", "redis"): 5.0,
+}
+
+
+def make_stream(n_events: int, seed: int = 0):
+    """``n_events`` synthetic events in time order, and the dataset they came from."""
+    ds = generate(
+        SyntheticConfig(n_users=2_000, n_items=3_000, n_interactions=int(n_events * 0.62), seed=seed)
+    )
+    inter = ds.interactions.to_pydict()
+    ts = ds.interactions.column("timestamp").cast(pa.int64()).to_pylist()
+    events: list = [
+        Interaction(u, i, ty, t, v, e)
+        for u, i, ty, t, v, e in zip(
+            inter["user_id"],
+            inter["item_id"],
+            inter["type"],
+            ts,
+            inter["value"],
+            inter["event_id"],
+            strict=True,
+        )
+    ]
+    imp = ds.impressions.to_pydict()
+    its = ds.impressions.column("timestamp").cast(pa.int64()).to_pylist()
+    events += [
+        Impression(r, u, tuple(i), tuple(p), t)
+        for r, u, i, p, t in zip(
+            imp["request_id"], imp["user_id"], imp["item_ids"], imp["positions"], its, strict=True
+        )
+    ]
+    events.sort(key=lambda e: e.timestamp)
+    return ds, events[:n_events]
+
+
+def bench_stream(events: list, store, catalog: Catalog) -> dict:
+    """Stream ``events`` into ``store``; events per second (wall and CPU)."""
+    log = MemoryEventLog()
+    log.append(events)
+    updater = StreamingUpdater(log, store, catalog, batch_size=2_000)
+    t0, c0 = time.perf_counter(), time.process_time()
+    updater.run()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"events": len(events), "wall_s": wall, "cpu_s": cpu, "per_s": len(events) / wall}
+
+
+def bench_read(store, catalog: Catalog | None, user: str, items: list[str], t: int, reads: int) -> dict:
+    """Median and p95 milliseconds of ``reads`` feature-vector reads."""
+    server = FeatureServer(store, catalog)
+    server.read(user, items, t)  # warm-up
+    times = []
+    for _ in range(reads):
+        t0 = time.perf_counter()
+        server.read(user, items, t)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return {"median_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95))}
+
+
+def redis_store():
+    """A Redis online store in a fresh namespace, or None (with the reason printed)."""
+    try:
+        import redis
+
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=0.5).ping()
+    except Exception as exc:
+        print(f"redis: skipped ({exc})")
+        return None
+    from funnel.features.online.registry import open_online_store
+
+    return open_online_store(f"redis://127.0.0.1:6379/15?prefix=bench-features-{uuid.uuid4().hex[:8]}")
+
+
+def main() -> None:
+    """Run the benchmark; print the table and write ``features.json``."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--redis-events", type=int, default=20_000)
+    ap.add_argument("--reads", type=int, default=50)
+    ap.add_argument("--items", type=int, default=1_000)
+    args = ap.parse_args()
+    meta = machine_meta()
+    ds, events = make_stream(args.events)
+    catalog = Catalog.from_items(ds.items)
+    user = Counter(getattr(e, "user_id", None) for e in events if type(e) is Interaction).most_common(1)[0][0]
+    items = ds.items.column("item_id").to_pylist()[: args.items]
+    t = events[-1].timestamp + 1
+    rows = []
+    backends = [("memory", MemoryOnlineStore(), events)]
+    r = redis_store()
+    if r is not None:
+        backends.append(("redis", r, events[: args.redis_events]))
+    for name, store, evs in backends:
+        s = bench_stream(evs, store, catalog)
+        row = {"benchmark": "stream updates", "backend": name, "events": s["events"], "wall_s": s["wall_s"]}
+        row.update(cpu_s=s["cpu_s"], events_per_s=s["per_s"], target=TARGETS[("stream", name)])
+        rows.append(row)
+        for label, cat in (("catalog in process", catalog), ("meta from store", None)):
+            if cat is None:
+                store.set_many(catalog.meta_rows())
+            rd = bench_read(store, cat, user, items, t, args.reads)
+            row = {"benchmark": f"read 1 user + {len(items)} items ({label})", "backend": name, **rd}
+            rows.append({**row, "target": TARGETS[("read", name)]})
+        if name == "redis":
+            store.teardown()
+        store.close()
+    meta.update({"feature_version": FEATURE_VERSION, "load_average_after": machine_meta()["load_average"]})
+    print_table(rows)
+    print(f"results: {write_results('features', rows, meta)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""The streaming path: event log -> bucketed online counters, at least once, idempotently.
+
+:class:`StreamingUpdater` reads the log from its group's committed offset, turns every event
+into :class:`~funnel.features.online.protocol.Increment` s (one per counter, window and sub-entity,
+into the bucket of the event's timestamp; see :mod:`funnel.features.windows`), applies them with
+``store.apply([(event_id, increments), ...], dedup_ttl_s)`` and only then commits the next
+offset. A crash between apply and commit replays the batch; the store skips event ids it already
+applied, so nothing is counted twice. Events without an ``event_id`` (impressions, anonymous
+interactions) get ``"@<log_name>:<offset>"``, the same on every replay.
+
+Key layout (``feature_key(entity, id, group)``): user ``act`` (windowed counters), ``life``
+(lifetime), ``cat`` / ``creator`` / ``items`` (user x category / creator / item counters, sub =
+the category, creator or item id), ``recent`` (fields ``"<item>|<ts>"``, for last-N); item
+``stats`` and ``meta`` (catalogue: ``published_at``, ``cat|<c>``, ``creator|<id>``).
+
+Example:
+    >>> from funnel.core.schema import Interaction
+    >>> from funnel.events.memory_log import MemoryEventLog
+    >>> from funnel.features.online.protocol import Increment
+    >>> class Store:  # the smallest OnlineStore
+    ...     def __init__(self): self.h, self.seen = {}, set()
+    ...     def apply(self, batch, dedup_ttl_s):
+    ...         new = [(e, incs) for e, incs in batch if e not in self.seen]
+    ...         for e, incs in new:
+    ...             self.seen.add(e)
+    ...             for i in incs:
+    ...                 d = self.h.setdefault(i.key, {}); d[i.field] = d.get(i.field, 0.0) + i.amount
+    ...         return len(new)
+    >>> log, store = MemoryEventLog(), Store()
+    >>> _ = log.append([Interaction("u1", "i1", "click", 1_767_225_600_000, event_id="e1")])
+    >>> StreamingUpdater(log, store).run()
+    1
+    >>> store.h["fs1:user:u1:act"]["n.click||10m:1767225600000"], log.committed("features")
+    (1.0, 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from funnel.core.schema import Impression, Interaction
+from funnel.events.protocol import EventLog, LogRecord
+from funnel.features.definitions import EVENT_SETS, FEATURES, CounterSpec, FeatureDef, counter_specs
+from funnel.features.online.protocol import Increment, OnlineStore, feature_key
+from funnel.features.windows import WINDOWS, Window
+
+DEDUP_TTL_S = 7 * 86_400
+"""How long the store remembers applied event ids (must exceed the longest replay)."""
+ENTITY_KIND = {"user": "user", "user_category": "user", "user_creator": "user", "user_item": "user"}
+ENTITY_KIND["item"] = "item"
+
+
+@dataclass
+class Catalog:
+    """Item -> (categories, creator, published_at ms) lookups for the streaming and serving paths."""
+
+    categories: dict[str, tuple[str, ...]]
+    creators: dict[str, str | None]
+    published_at: dict[str, int | None]
+
+    @classmethod
+    def from_items(cls, items: pa.Table) -> Catalog:
+        """Build from a table in the ``ITEMS`` schema (latest row per item wins)."""
+        ids = items.column("item_id").to_pylist()
+        cats = items.column("categories").to_pylist()
+        creators = items.column("creator_id").to_pylist()
+        pub = items.column("published_at").cast(pa.int64()).to_pylist()
+        return cls(
+            {i: tuple(c or ()) for i, c in zip(ids, cats, strict=True)},
+            dict(zip(ids, creators, strict=True)),
+            dict(zip(ids, pub, strict=True)),
+        )
+
+    def meta_rows(self) -> dict[str, dict[str, float]]:
+        """The ``meta`` hashes of every item (for ``OnlineStore.set_many``)."""
+        rows = {}
+        for item, cats in self.categories.items():
+            row = {f"cat|{c}": 1.0 for c in cats}
+            if self.creators.get(item):
+                row[f"creator|{self.creators[item]}"] = 1.0
+            if self.published_at.get(item) is not None:
+                row["published_at"] = float(self.published_at[item])  # type: ignore[arg-type]
+            rows[feature_key("item", item, "meta")] = row
+        return rows
+
+
+def group_ttls(defs: Sequence[FeatureDef] = FEATURES) -> dict[str, int | None]:
+    """Key TTL per hash group: None when the group holds a lifetime feature, else the longest."""
+    ttls: dict[str, list[int | None]] = {"recent": [None], "meta": [None]}
+    for f in defs:
+        if f.counter:
+            ttls.setdefault(f.group(), []).append(f.key_ttl_s())
+    return {g: None if None in v else max(v) for g, v in ttls.items()}  # type: ignore[type-var]
+
+
+def _parts(spec: CounterSpec, ttls: dict[str, int | None]) -> list[tuple[str, Window, int | None]]:
+    """One ``(group, window, ttl)`` per resolution the counter's windows need."""
+    out = {}
+    for name in spec.windows:
+        w = WINDOWS[name]
+        out.setdefault((spec.group(name), w.res), (spec.group(name), w, ttls[spec.group(name)]))
+    return list(out.values())
+
+
+class EventFeaturizer:
+    """Turns one event into the increments of every counter it feeds (pure, no I/O)."""
+
+    def __init__(self, catalog: Catalog | None = None, defs: Sequence[FeatureDef] = FEATURES) -> None:
+        self.catalog = catalog or Catalog({}, {}, {})
+        ttls = group_ttls(defs)
+        specs = counter_specs(defs)
+        self._by_type: dict[str, list[tuple]] = {}
+        for spec in specs["interactions"]:
+            parts = _parts(spec, ttls)
+            for typ in spec.events:
+                self._by_type.setdefault(typ, []).append((spec.entity, spec.counter, parts))
+        self._imp = [(s.counter, _parts(s, ttls)) for s in specs["impressions"]]
+        self._cache: dict[tuple[str, str], Increment] = {}
+        last = [f for f in defs if f.aggregation == "last_n"]
+        self._recent_types = frozenset(t for f in last for t in EVENT_SETS[f.events])
+
+    def _unit(self, key: str, field: str, ttl: int | None) -> Increment:
+        """``Increment(key, field, 1.0, ttl)``, reused: building one costs more than a lookup."""
+        inc = self._cache.get((key, field))
+        if inc is None:
+            if len(self._cache) >= 500_000:
+                self._cache.clear()
+            inc = self._cache[(key, field)] = Increment(key, field, 1.0, ttl)
+        return inc
+
+    def increments(self, event: Interaction | Impression) -> list[Increment]:
+        """The increments of ``event`` (an interaction or an impression)."""
+        out: list[Increment] = []
+        unit = self._unit
+        if type(event) is Impression:
+            for counter, parts in self._imp:
+                for group, w, ttl in parts:
+                    field = f"{counter}||{w.res}:{w.bucket_start(event.timestamp)}"
+                    for item in event.item_ids:
+                        out.append(unit(feature_key("item", item, group), field, ttl))
+            return out
+        ts, user, item = event.timestamp, event.user_id, event.item_id
+        for entity, counter, parts in self._by_type.get(event.type, ()):
+            if counter[0] == "v":
+                if event.value is None:
+                    continue
+                amount = event.value
+            else:
+                amount = 1.0
+            if entity == "user" or entity == "item":
+                subs: Sequence[str] = ("",)
+            elif entity == "user_item":
+                subs = (item,)
+            elif entity == "user_category":
+                subs = self.catalog.categories.get(item, ())
+            else:
+                creator = self.catalog.creators.get(item)
+                subs = (creator,) if creator else ()
+            eid = item if entity == "item" else user
+            kind = ENTITY_KIND[entity]
+            for group, w, ttl in parts:
+                key = feature_key(kind, eid, group)
+                suffix = f"|{w.res}:{w.bucket_start(ts)}"
+                for sub in subs:
+                    if amount == 1.0:
+                        out.append(unit(key, f"{counter}|{sub}{suffix}", ttl))
+                    else:
+                        out.append(Increment(key, f"{counter}|{sub}{suffix}", amount, ttl))
+        if event.type in self._recent_types:
+            out.append(Increment(feature_key("user", user, "recent"), f"{item}|{ts}", 1.0, None))
+        return out
+
+
+def event_id(record: LogRecord, log_name: str) -> str:
+    """The event's own ``event_id``, or ``"@<log_name>:<offset>"`` (deterministic on replay)."""
+    eid = getattr(record.event, "event_id", None)
+    return eid if eid else f"@{log_name}:{record.offset}"
+
+
+class StreamingUpdater:
+    """Consumer group ``group`` of ``log`` that keeps ``store``'s counters up to date."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        store: OnlineStore,
+        catalog: Catalog | None = None,
+        *,
+        group: str = "features",
+        log_name: str = "events",
+        batch_size: int = 5_000,
+        dedup_ttl_s: int = DEDUP_TTL_S,
+        defs: Sequence[FeatureDef] = FEATURES,
+    ) -> None:
+        self.log, self.store, self.group, self.log_name = log, store, group, log_name
+        self.batch_size, self.dedup_ttl_s = batch_size, dedup_ttl_s
+        self.featurizer = EventFeaturizer(catalog, defs)
+        self.applied = 0
+
+    def process(self, records: Sequence[LogRecord]) -> int:
+        """Apply ``records`` to the store (no commit); return how many were new to it."""
+        inc = self.featurizer.increments
+        batch = [(event_id(r, self.log_name), inc(r.event)) for r in records]
+        n = self.store.apply(batch, self.dedup_ttl_s)
+        self.applied += n
+        return n
+
+    def step(self, max_records: int | None = None) -> int:
+        """Read one batch from the committed offset, apply it, commit; return records read."""
+        start = self.log.committed(self.group)
+        records = self.log.read(start, max_records or self.batch_size)
+        if records:
+            self.process(records)
+            self.log.commit(self.group, records[-1].offset + 1)
+        return len(records)
+
+    def run(self, until: int | None = None) -> int:
+        """Consume until the log's end (or offset ``until``); return records read."""
+        total = 0
+        stop = self.log.end_offset if until is None else until
+        while (pos := self.log.committed(self.group)) < stop:
+            n = self.step(min(self.batch_size, stop - pos))
+            if not n:
+                break
+            total += n
+        return total
+
+
+def read_recent(h: Mapping[str, float]) -> dict[str, int]:
+    """Item -> latest timestamp from a ``recent`` hash (fields ``"<item>|<ts>"``)."""
+    out: dict[str, int] = {}
+    for field in h:
+        item, _, ts = field.rpartition("|")
+        t = int(ts)
+        if t > out.get(item, -1):
+            out[item] = t
+    return out

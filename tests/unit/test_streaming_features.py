@@ -1,0 +1,129 @@
+"""Streaming features: events -> increments, idempotent replay, serving and the served log."""
+
+from __future__ import annotations
+
+import pytest
+
+from funnel.core.schema import Impression, Interaction
+from funnel.events.memory_log import MemoryEventLog
+from funnel.features.online.memory import MemoryOnlineStore
+from funnel.features.online.protocol import Increment
+from funnel.features.serving import FeatureServer, ServedFeatureLog
+from funnel.features.streaming import Catalog, EventFeaturizer, StreamingUpdater, event_id
+from funnel.features.windows import HOUR, MINUTE
+
+T0 = 1_767_225_600_000
+
+
+class DictStore:
+    """A tiny dict-based OnlineStore that follows the protocol exactly."""
+
+    def __init__(self) -> None:
+        self.h: dict[str, dict[str, float]] = {}
+        self.seen: set[str] = set()
+
+    def get_many(self, keys):
+        return [dict(self.h.get(k, {})) for k in keys]
+
+    def set_many(self, rows, ttl_s=None):
+        for k, r in rows.items():
+            self.h[k] = dict(r)
+
+    def apply(self, batch, dedup_ttl_s):
+        n = 0
+        for eid, incs in batch:
+            if eid not in self.seen:
+                self.seen.add(eid)
+                n += 1
+                for i in incs:
+                    d = self.h.setdefault(i.key, {})
+                    d[i.field] = d.get(i.field, 0.0) + i.amount
+        return n
+
+    def close(self):
+        pass
+
+
+CATALOG = Catalog(
+    {"i1": ("news", "sports"), "i2": ("news",)}, {"i1": "c1", "i2": None}, {"i1": T0 - 86_400_000}
+)
+
+
+def events():
+    return [
+        Interaction("u1", "i1", "click", T0 + 1 * MINUTE, event_id="e1"),
+        Interaction("u1", "i1", "rating", T0 + 2 * MINUTE, value=4.0, event_id="e2"),
+        Interaction("u1", "i2", "skip", T0 + 3 * MINUTE),  # no event_id
+        Impression("r1", "u1", ("i1", "i2"), (0, 1), T0),
+    ]
+
+
+@pytest.fixture(params=["dict", "memory"])
+def store(request):
+    return DictStore() if request.param == "dict" else MemoryOnlineStore()
+
+
+def test_increments_of_one_click():
+    incs = EventFeaturizer(CATALOG).increments(events()[0])
+    assert all(isinstance(i, Increment) for i in incs)
+    by_key: dict[str, list[str]] = {}
+    for i in incs:
+        by_key.setdefault(i.key, []).append(i.field)
+    assert "n.click||10m:1767225600000" in by_key["fs1:user:u1:act"]
+    assert sorted(f.split("|")[1] for f in by_key["fs1:user:u1:cat"]) == ["news"] * 2 + ["sports"] * 2
+    assert by_key["fs1:user:u1:recent"] == [f"i1|{T0 + MINUTE}"]
+    assert any(i.ttl_s is None for i in incs if i.key == "fs1:user:u1:life")
+    imp = EventFeaturizer(CATALOG).increments(events()[3])
+    assert {i.key for i in imp} == {"fs1:item:i1:stats", "fs1:item:i2:stats"}
+
+
+def test_events_without_id_get_a_deterministic_one():
+    log = MemoryEventLog()
+    log.append(events())
+    recs = log.read(0, 10)
+    assert [event_id(r, "events") for r in recs] == ["e1", "e2", "@events:2", "@events:3"]
+
+
+def test_crash_between_apply_and_commit_does_not_double_count(store):
+    log = MemoryEventLog()
+    log.append(events())
+    crashed = StreamingUpdater(log, store, CATALOG)
+    crashed.process(log.read(0, 10))  # applied ... and the process dies before log.commit
+    assert log.committed("features") == 0
+    restarted = StreamingUpdater(log, store, CATALOG)
+    assert restarted.run() == 4 and restarted.applied == 0  # every event replayed, none re-applied
+    clean = DictStore()
+    StreamingUpdater(log, clean, CATALOG, group="clean").run()
+    keys = sorted(clean.h)
+    assert store.get_many(keys) == clean.get_many(keys)
+    assert log.committed("features") == 4
+
+
+def test_serving_reads_what_streaming_wrote(store, tmp_path):
+    log = MemoryEventLog()
+    log.append(events())
+    StreamingUpdater(log, store, CATALOG, batch_size=2).run()
+    served = ServedFeatureLog(tmp_path / "served", sample_rate=1.0)
+    server = FeatureServer(store, CATALOG, served_log=served)
+    fv = server.read("u1", ["i1", "i2"], T0 + HOUR, request_id="req-1")
+    assert fv.user["user_click_count_1h"] == 0  # 00:01 is outside the 1h window at 01:00 ...
+    assert fv.user["user_click_count_24h"] == 1  # ... but inside 24h
+    assert fv.user["user_rating_mean_30d"] == 4.0 and fv.user["user_skip_count_24h"] == 1
+    assert fv.user["user_recent_items"] == ["i1"]
+    assert fv.items["item_impressions_24h"].tolist() == [1, 1]
+    assert fv.items["item_ctr_24h"].tolist() == [1.0, 0.0]
+    assert fv.items["ux_category_count_7d"].tolist() == [2, 2]  # news: the click and the rating
+    assert fv.items["ux_creator_engaged"].tolist() == [1, 0]
+    assert fv.items["item_age_days"].tolist() == [pytest.approx(1 + 1 / 24), -1.0]
+    (line,) = served.read()
+    assert line["request_id"] == "req-1" and line["items"]["item_ctr_24h"] == [1.0, 0.0]
+
+
+def test_served_log_samples_deterministically(tmp_path):
+    log = ServedFeatureLog(tmp_path, sample_rate=0.25)
+    picks = [log.sampled(f"req-{k}") for k in range(4_000)]
+    assert 800 < sum(picks) < 1_200
+    assert picks == [log.sampled(f"req-{k}") for k in range(4_000)]
+    assert not any(ServedFeatureLog(tmp_path, 0.0).sampled(f"req-{k}") for k in range(100))
+    with pytest.raises(ValueError):
+        ServedFeatureLog(tmp_path, 1.5)
