@@ -54,6 +54,7 @@ class RetrievalQuery:
         segments: per user, attributes such as ``country``, ``age_bucket``, ``device``.
         interests: per user, onboarding picks as item indices (may be empty).
         interest_categories: per user, onboarding picks as category names (may be empty).
+        recent_ms: per user, the epoch-ms times of ``recent`` (same order; may be empty when unknown).
         now_ms: request time, epoch ms.
     """
 
@@ -64,6 +65,7 @@ class RetrievalQuery:
     now_ms: int
     interests: list[np.ndarray] = field(default_factory=list)
     interest_categories: list[list[str]] = field(default_factory=list)
+    recent_ms: list[np.ndarray] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.user_ids)

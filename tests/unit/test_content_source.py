@@ -177,3 +177,22 @@ def test_minilm_embedder_when_installed():
         .transform(["a funny cat video", "a hilarious kitten clip", "tax law"])
     )
     assert v.shape == (3, 384) and v[0] @ v[1] > v[0] @ v[2]
+
+
+def test_time_half_life_and_history_fallback(world):
+    ds, _, src = world
+    cats = _categories(ds)
+    a = [i for i in range(200) if cats[i] == ["history"]][:3]
+    b = [i for i in range(200) if cats[i] == ["technology"]][:3]
+    timed = copy.copy(src)
+    timed.half_life_ms = 3_600_000.0
+    day = 86_400_000
+    # listed history-first, but the technology events are the fresh ones: time decides
+    recent, times = np.array(a + b), np.array([10 * day] * 3 + [100 * day] * 3)
+    q = RetrievalQuery(["x"], sp.csr_matrix((1, 200)), [recent], [{}], 100 * day, recent_ms=[times])
+    items = timed.retrieve(q, 10)[0].items
+    assert np.mean(["technology" in cats[i] for i in items]) > np.mean(["history" in cats[i] for i in items])
+    # no recent items: the history row stands in (equally weighted), anchors come from it
+    hist = sp.csr_matrix((np.ones(3), (np.zeros(3), a)), shape=(1, 200))
+    c = src.retrieve(RetrievalQuery(["y"], hist, [np.array([], np.int64)], [{}], 0), 10)[0]
+    assert len(c) == 10 and not set(c.items.tolist()) & set(a) and set(c.anchor.tolist()) <= set(a)

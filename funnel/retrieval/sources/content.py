@@ -17,6 +17,7 @@ from typing import Any, Self
 
 import numpy as np
 import pyarrow as pa
+import scipy.sparse as sp
 
 from funnel.ann.factory import make_index
 from funnel.ann.protocol import AnnIndex
@@ -43,6 +44,7 @@ class ContentSource:
         dim: TF-IDF + SVD dimension.
         half_life_events: recency half-life in events (newest recent item has age 0).
         half_life_ms: when set and the query carries ``recent_ms``, the half-life in time instead.
+        (A user with no ``recent`` items falls back to their ``histories`` row, equally weighted.)
         max_recent: recent items used per user.
         index: ANN kind for ``funnel.ann.factory.make_index``; ``index_params`` its parameters.
 
@@ -129,13 +131,9 @@ class ContentSource:
         if self.item_emb_ is None or self.category_emb_ is None:
             raise NotTrainedError("ContentSource: call fit first")
         out = np.zeros((len(query), self.item_emb_.shape[1]), np.float32)
-        times = getattr(query, "recent_ms", None) or []
+        hist = query.histories.tocsr()
         for u in range(len(query)):
-            recent = self._known(query.recent[u])[: self.max_recent]
-            if self.half_life_ms and u < len(times) and len(times[u]) >= len(recent):
-                age = (query.now_ms - np.asarray(times[u][: len(recent)], np.float64)) / self.half_life_ms
-            else:
-                age = np.arange(len(recent), dtype=np.float64) / self.half_life_events
+            recent, age = self._recent(query, u, hist)
             w = 0.5 ** np.maximum(age, 0.0)
             vec = w @ self.item_emb_[recent] if len(recent) else np.zeros(out.shape[1])
             seed = np.zeros(out.shape[1])
@@ -169,7 +167,7 @@ class ContentSource:
         for r, u in enumerate(active):
             keep = ids[r] >= 0
             items, sc = ids[r][keep].astype(np.int32), scores[r][keep].astype(np.float32)
-            recent = self._known(query.recent[u])[: self.max_recent]
+            recent = self._recent(query, u, hist)[0]
             anchor = np.full(len(items), -1, np.int32)
             if len(recent) and len(items):
                 anchor = recent[(self.item_emb_[items] @ self.item_emb_[recent].T).argmax(axis=1)].astype(
@@ -177,6 +175,18 @@ class ContentSource:
                 )
             out[u] = Candidates(items, sc, np.full(len(items), REASON, dtype=object), anchor)
         return out
+
+    def _recent(self, query: RetrievalQuery, u: int, hist: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        """User ``u``'s recent items (known ones, at most ``max_recent``) and their ages in half-lives."""
+        recent, times = np.asarray(query.recent[u], np.int64), query.recent_ms
+        age = np.arange(len(recent), dtype=np.float64) / self.half_life_events
+        if self.half_life_ms and u < len(times) and len(times[u]) == len(recent):
+            age = (query.now_ms - np.asarray(times[u], np.float64)) / self.half_life_ms
+        if not len(recent):  # no recency information: the history, equally weighted
+            recent = hist.indices[hist.indptr[u] : hist.indptr[u + 1]].astype(np.int64)
+            age = np.zeros(len(recent))
+        ok = (recent >= 0) & (recent < len(self.item_emb_))
+        return recent[ok][: self.max_recent], age[ok][: self.max_recent]
 
     def _known(self, items: np.ndarray) -> np.ndarray:
         assert self.item_emb_ is not None

@@ -172,7 +172,11 @@ class TwoTowerSource:
         self.index_.add(live, self.item_vecs_[live])
 
     def add_items(self, items: pa.Table, indices: np.ndarray) -> None:
-        """Give catalogue rows ``items`` (item ``indices``, new or not) vectors from content alone."""
+        """Embed catalogue rows ``items`` as item ``indices`` without retraining.
+
+        New items (never trained on) get their vector from content features alone; a trained item
+        whose metadata changed keeps its id embedding.
+        """
         if self.net_ is None or self.index_ is None:
             raise NotTrainedError("TwoTowerSource: call fit first")
         indices = np.asarray(indices, np.int64)
@@ -183,9 +187,8 @@ class TwoTowerSource:
                 a = getattr(self, name)
                 setattr(self, name, np.concatenate([a, np.zeros((grow, *a.shape[1:]), a.dtype)]))
         self.content_[indices], self.cats_[indices], self.creator_[indices] = content, cats, creator
-        self.trained_[indices] = False
-        feats = tt.ItemFeatures.from_numpy(content, cats, creator)
-        vecs = tt.item_vectors(self.net_, feats, np.arange(len(indices)), np.zeros(len(indices), np.float32))
+        feats = tt.ItemFeatures.from_numpy(self.content_, self.cats_, self.creator_)
+        vecs = tt.item_vectors(self.net_, feats, indices, self.trained_[indices].astype(np.float32))
         self.item_vecs_[indices] = vecs
         self.index_.add(indices, vecs)
 
