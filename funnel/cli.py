@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import pyarrow as pa
 import typer
 from rich.console import Console
 
@@ -113,13 +114,19 @@ def evaluate(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the results as JSON here.")
     ] = None,
+    stage: Annotated[
+        str,
+        typer.Option(
+            help="models: ranking metrics of the baselines | retrieval: candidate recall per source"
+        ),
+    ] = "models",
     user_col: UserCol = "user_id",
     item_col: ItemCol = "item_id",
     time_col: TimeCol = "timestamp",
     type_col: TypeCol = None,
     value_col: ValueCol = None,
 ) -> None:
-    """Compare baselines offline on a dataset: one table row per model."""
+    """Evaluate offline on a dataset: baselines (one row per model) or the retrieval stage."""
     from funnel.cli_output import evaluation_table
     from funnel.core.interactions import Interactions
     from funnel.data.importers import FORMATS, load_interactions
@@ -129,16 +136,50 @@ def evaluate(
 
     _check_choice("--format", fmt, FORMATS)
     _check_choice("--protocol", protocol, tuple(PROTOCOLS))
+    _check_choice("--stage", stage, ("models", "retrieval"))
+    mapping = _mapping(fmt, user_col, item_col, time_col, type_col, value_col)
+    if stage == "retrieval":
+        _evaluate_retrieval(data, fmt, mapping, protocol, ratio, seed, json_out)
+        return
     names = [m.strip() for m in models.split(",") if m.strip()]
     for name in names:
         _check_choice("--models", name, tuple(MODELS))
-    table = load_interactions(
-        data, fmt, mapping=_mapping(fmt, user_col, item_col, time_col, type_col, value_col)
-    )
+    table = load_interactions(data, fmt, mapping=mapping)
     report = evaluate_models(Interactions.from_table(table), protocol, k, names, ratio=ratio, seed=seed)
     result = report.to_json_dict()
     result["dataset"] = data.name
     console.print(evaluation_table(result, n_users=report.n_users))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2))
+        console.print(f"wrote {json_out}")
+
+
+def _evaluate_retrieval(
+    data: Path, fmt: str, mapping: object, protocol: str, ratio: float, seed: int, json_out: Path | None
+) -> None:
+    """Recall@500/1000 of held-out items in each source's candidates and in the merged set."""
+    from funnel.cli_output import retrieval_table
+    from funnel.core.errors import ValidationError
+    from funnel.data.importers import import_dataset
+    from funnel.retrieval.report import retrieval_report
+
+    got: dict[str, list] = {}
+    import_dataset(data, fmt, sink=lambda kind, t: got.setdefault(kind, []).append(t), mapping=mapping)
+    if "interactions" not in got:
+        raise ValidationError(f"no interactions found in {data}", field="--data")
+    tables = {kind: pa.concat_tables(parts) for kind, parts in got.items()}
+    result = retrieval_report(
+        tables["interactions"],
+        protocol,
+        ks=(500, 1000),
+        seed=seed,
+        items=tables.get("items"),
+        users=tables.get("users"),
+        ratio=ratio,
+        dataset=data.name,
+    )
+    console.print(retrieval_table(result))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2))

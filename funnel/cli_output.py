@@ -64,3 +64,19 @@ def recommendations_table(title: str, recs: list[Any]) -> Table:
     for pos, rec in enumerate(recs, 1):
         table.add_row(str(pos), rec.item_id, rec.title or "", f"{rec.score:.3f}", rec.reason)
     return table
+
+
+def retrieval_table(result: dict[str, Any]) -> Table:
+    """Recall@K of every retrieval source and of the merged candidates (``--stage retrieval``)."""
+    results = result["results"]
+    ks = sorted({key for row in results.values() for key in row}, key=lambda c: int(c.split("@")[1]))
+    table = Table(
+        title=f"{result.get('dataset', '')} · retrieval · protocol {result.get('protocol')} · "
+        f"{result.get('n_users', '?')} test users"
+    )
+    table.add_column("source")
+    for key in ks:
+        table.add_column(key, justify="right")
+    for name, row in results.items():
+        table.add_row(name, *(f"{row[key]:.4f}" for key in ks), style="bold" if name == "merged" else None)
+    return table
