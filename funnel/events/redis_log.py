@@ -87,7 +87,8 @@ return 1
 """KEYS: stream, groups. ARGV: group, offset."""
 
 MAX_SCRIPT_EVENTS = 10_000
-"""Events per append script call: bounds how long one call blocks the server."""
+"""Events per append script call: bounds how long one call blocks the server. A larger batch is
+stored as several atomic, contiguous pieces (another writer's batch may land between them)."""
 
 
 @contextlib.contextmanager
