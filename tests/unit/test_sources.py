@@ -210,3 +210,24 @@ def test_als_fold_in_matches_implicit():
     src = ALSSource(factors=6, iterations=5, regularization=0.5).fit(DATA)
     rows = DATA.X[:7]
     np.testing.assert_allclose(src.user_vectors(rows), src.model_.user_factors(rows), rtol=1e-3, atol=1e-4)
+
+
+def test_cold_user_with_onboarding_interests_gets_content_candidates():
+    pytest.importorskip("funnel.retrieval.sources.content")
+    from funnel.data.synthetic import SyntheticConfig, generate
+
+    ds = generate(SyntheticConfig(n_users=80, n_items=60, n_interactions=1500, seed=5))
+    data = retrieval_data(ds.interactions, ds.items, ds.users)
+    r = Retriever({"trending": {}, "content": {"embedder": "tfidf", "dim": 8}}, total=20).fit(data)
+    m = data.X.shape[1]
+    q = RetrievalQuery(
+        ["new"],
+        sp.csr_matrix((1, m), dtype=np.float32),
+        [np.empty(0, np.int64)],
+        [{"country": "US"}],
+        data.now_ms,
+        interests=[np.array([3, 4])],
+    )
+    got = r.retrieve(q)[0]
+    assert len(got) == 20 and {"similar_to_what_you_like", "trending"} <= set(got.reason.tolist())
+    assert r.user_quotas(q)[0]["content"] > 0
