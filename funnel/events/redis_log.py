@@ -19,7 +19,7 @@ Consumer positions live in a hash, not in ``XREADGROUP``/``XACK`` state: the pro
 one cursor that may be rewound for a replay, while a Redis consumer group tracks deliveries per
 consumer in a pending list that only grows unless every entry is acknowledged. Each ``commit``
 mirrors the cursor into a Redis consumer group of the same name (``XGROUP SETID ... ENTRIESREAD``)
-so ``XINFO GROUPS S`` shows every group's lag with standard tooling.
+so ``XINFO GROUPS S`` shows every group's lag with standard tooling (``ENTRIESREAD``: Redis >= 7.0).
 
 Durability: ``append`` returns after Redis executed the script, which is exactly as durable as
 the server's persistence — see ``docs/redis-durability.md`` (use AOF with ``appendfsync always``
