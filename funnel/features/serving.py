@@ -4,8 +4,9 @@
 ``act``/``life``/``cat``/``creator``/``items``/``recent`` hashes and each item's ``stats`` hash,
 plus ``meta`` unless a :class:`~funnel.features.streaming.Catalog` is given), sums the buckets
 inside each window at ``t`` (:mod:`funnel.features.windows`) and derives the values with the
-same :func:`~funnel.features.definitions.compute` as the offline path. The item hashes are
-gathered by name (the in-window fields only) and summed per window with one matmul.
+same :func:`~funnel.features.definitions.compute` as the offline path. Item bucket fields are
+looked up by name (in-window fields only), closed buckets' sums cached per item until the next
+bucket boundary (see :class:`FeatureServer`), and summed per window with one matmul.
 
 :class:`ServedFeatureLog` appends a deterministic sample of served vectors (by a hash of the
 request id, so a request is either always or never sampled) as JSON lines to
@@ -62,8 +63,26 @@ class FeatureVectors:
         }
 
 
+@dataclass
+class _Layout:
+    """The item fields of one epoch (bucket starts at ``t``): open and closed, and the cache."""
+
+    epoch: tuple[int, ...]
+    open_names: list[str]
+    open_proj: np.ndarray
+    closed_names: list[str]
+    closed_proj: np.ndarray
+    closed: dict[str, np.ndarray]
+
+
 class FeatureServer:
-    """Reads feature vectors from an online store with the shared definitions."""
+    """Reads feature vectors from an online store with the shared definitions.
+
+    ``cache_closed`` (default on) caches the items' sums over *closed* buckets until ``t`` enters
+    a new bucket; an event that arrives after its bucket closed (a late event) then shows in item
+    features only from the next bucket boundary (at most 10 minutes later). Off: every read looks
+    every in-window bucket up (exact for late events too, slower).
+    """
 
     def __init__(
         self,
@@ -71,34 +90,66 @@ class FeatureServer:
         catalog: Catalog | None = None,
         defs: Sequence[FeatureDef] = FEATURES,
         served_log: ServedFeatureLog | None = None,
+        cache_closed: bool = True,
     ) -> None:
         self.store, self.catalog, self.defs, self.served_log = store, catalog, tuple(defs), served_log
+        self.cache_closed = cache_closed
         self._cols = item_columns(self.defs)
+        self._current: _Layout | None = None
 
-    def _item_fields(self, t: int) -> tuple[list[str], np.ndarray]:
-        """The in-window bucket fields at ``t`` and the 0/1 (field x column) window matrix."""
-        index: dict[str, int] = {}
-        pairs = []
+    def _layout(self, t: int) -> _Layout:
+        """Field names and projections of the window at ``t``; a new one (empty cache) per epoch."""
+        epoch = tuple(WINDOWS[w].bucket_start(t) for _, _, w in self._cols)
+        layout = self._current
+        if layout is not None and layout.epoch == epoch:
+            return layout
+        names: dict[str, tuple[bool, int]] = {}
+        pairs: list[tuple[bool, int, int]] = []
         for j, (_group, counter, window) in enumerate(self._cols):
             w = WINDOWS[window]
+            current = w.bucket_start(t)
             for b in w.buckets(t):
-                pairs.append((index.setdefault(f"{counter}||{w.res}:{b}", len(index)), j))
-        proj = np.zeros((len(index), len(self._cols)))
-        for i, j in pairs:
-            proj[i, j] = 1.0
-        return list(index), proj
+                is_open = b == current or not self.cache_closed
+                slot = names.setdefault(
+                    f"{counter}||{w.res}:{b}", (is_open, sum(o == is_open for o, _ in names.values()))
+                )
+                pairs.append((is_open, slot[1], j))
+        open_names = [f for f, (o, _) in names.items() if o]
+        closed_names = [f for f, (o, _) in names.items() if not o]
+        proj = {
+            True: np.zeros((len(open_names), len(self._cols))),
+            False: np.zeros((len(closed_names), len(self._cols))),
+        }
+        for is_open, i, j in pairs:
+            proj[is_open][i, j] = 1.0
+        self._current = _Layout(epoch, open_names, proj[True], closed_names, proj[False], {})
+        return self._current
 
-    def _item_matrix(self, hashes: list[dict[str, float]], t: int) -> np.ndarray:
-        """Window sums of every item column: look up the in-window fields by name, then one matmul.
+    def _item_matrix(self, item_ids: list[str], hashes: list[dict[str, float]], t: int) -> np.ndarray:
+        """Window sums of every item column: in-window fields looked up by name, summed by matmul.
 
-        The cost is bounded by the window fields, whatever stale buckets a hash still holds.
+        Closed buckets (every in-window bucket but the current one of each resolution) no longer
+        change, so their per-item sums are cached until ``t`` enters a new bucket; only the open
+        buckets are looked up on every read. The cost never depends on stale buckets in a hash.
         """
-        names, proj = self._item_fields(t)
+        lay, n, zero = self._layout(t), len(hashes), repeat(0.0)
         flat: list[float] = []
-        zero = repeat(0.0)
         for h in hashes:
-            flat.extend(map(h.get, names, zero))
-        return np.asarray(flat, dtype=np.float64).reshape(len(hashes), len(names)) @ proj
+            flat.extend(map(h.get, lay.open_names, zero))
+        out = np.asarray(flat, dtype=np.float64).reshape(n, len(lay.open_names)) @ lay.open_proj
+        if not lay.closed_names:
+            return out
+        if len(lay.closed) > 500_000:
+            lay.closed.clear()
+        miss = [k for k, i in enumerate(item_ids) if i not in lay.closed]
+        if miss:
+            flat = []
+            for k in miss:
+                flat.extend(map(hashes[k].get, lay.closed_names, zero))
+            rows = np.asarray(flat).reshape(len(miss), len(lay.closed_names)) @ lay.closed_proj
+            for k, row in zip(miss, rows, strict=True):
+                lay.closed[item_ids[k]] = row
+        return out + np.array([lay.closed[i] for i in item_ids]).reshape(n, len(self._cols))
 
     def read(
         self, user_id: str, item_ids: Sequence[str], t: int | None = None, request_id: str | None = None
@@ -115,7 +166,7 @@ class FeatureServer:
         k = len(USER_GROUPS)
         user_sums = window_sums(dict(zip(USER_GROUPS, hashes[:k], strict=True)), t)
         recent = read_recent(hashes[k])
-        matrix = self._item_matrix(hashes[k + 1 : k + 1 + n], t)
+        matrix = self._item_matrix(item_ids, hashes[k + 1 : k + 1 + n], t)
         meta = self._meta(item_ids, hashes[k + 1 + n :])
         user, items = compute(t, user_sums, recent, item_ids, matrix, meta, self.defs)
         fv = FeatureVectors(user_id, item_ids, t, user, items)

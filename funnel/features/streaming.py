@@ -43,14 +43,14 @@ import pyarrow as pa
 
 from funnel.core.schema import Impression, Interaction
 from funnel.events.protocol import EventLog, LogRecord
-from funnel.features.definitions import EVENT_SETS, FEATURES, CounterSpec, FeatureDef, counter_specs
+from funnel.features.definitions import EVENT_SETS, FEATURES, CounterSpec, FeatureDef, counter_specs, last_n
 from funnel.features.online.protocol import Increment, OnlineStore, feature_key
-from funnel.features.windows import WINDOWS, Window
+from funnel.features.windows import WINDOWS, Window, stale_fields
 
 DEDUP_TTL_S = 7 * 86_400
 """How long the store remembers applied event ids (must exceed the longest replay)."""
-ENTITY_KIND = {"user": "user", "user_category": "user", "user_creator": "user", "user_item": "user"}
-ENTITY_KIND["item"] = "item"
+_PREFIX = feature_key("", "", "")[:-2]  # "fs1:": keys are built inline as _PREFIX + "user:<id>:<group>"
+assert feature_key("user", "u", "g") == f"{_PREFIX}user:u:g"
 
 
 @dataclass
@@ -124,25 +124,26 @@ class EventFeaturizer:
 
     def _unit(self, key: str, field: str, ttl: int | None) -> Increment:
         """``Increment(key, field, 1.0, ttl)``, reused: building one costs more than a lookup."""
-        inc = self._cache.get((key, field))
-        if inc is None:
-            if len(self._cache) >= 500_000:
-                self._cache.clear()
-            inc = self._cache[(key, field)] = Increment(key, field, 1.0, ttl)
+        if len(self._cache) >= 500_000:
+            self._cache.clear()
+        inc = self._cache[(key, field)] = Increment(key, field, 1.0, ttl)
         return inc
 
     def increments(self, event: Interaction | Impression) -> list[Increment]:
         """The increments of ``event`` (an interaction or an impression)."""
         out: list[Increment] = []
-        unit = self._unit
+        cached, unit = self._cache.get, self._unit
         if type(event) is Impression:
+            ts = event.timestamp
             for counter, parts in self._imp:
                 for group, w, ttl in parts:
-                    field = f"{counter}||{w.res}:{w.bucket_start(event.timestamp)}"
+                    field = f"{counter}||{w.res}:{ts // w.bucket_ms * w.bucket_ms if w.bucket_ms else 0}"
                     for item in event.item_ids:
-                        out.append(unit(feature_key("item", item, group), field, ttl))
+                        key = f"{_PREFIX}item:{item}:{group}"
+                        out.append(cached((key, field)) or unit(key, field, ttl))
             return out
         ts, user, item = event.timestamp, event.user_id, event.item_id
+        starts = {w.res: f"|{w.res}:{w.bucket_start(ts)}" for w in WINDOWS.values()}
         for entity, counter, parts in self._by_type.get(event.type, ()):
             if counter[0] == "v":
                 if event.value is None:
@@ -159,16 +160,15 @@ class EventFeaturizer:
             else:
                 creator = self.catalog.creators.get(item)
                 subs = (creator,) if creator else ()
-            eid = item if entity == "item" else user
-            kind = ENTITY_KIND[entity]
+            prefix = f"{_PREFIX}item:{item}:" if entity == "item" else f"{_PREFIX}user:{user}:"
             for group, w, ttl in parts:
-                key = feature_key(kind, eid, group)
-                suffix = f"|{w.res}:{w.bucket_start(ts)}"
+                key, suffix = prefix + group, starts[w.res]
                 for sub in subs:
+                    field = f"{counter}|{sub}{suffix}"
                     if amount == 1.0:
-                        out.append(unit(key, f"{counter}|{sub}{suffix}", ttl))
+                        out.append(cached((key, field)) or unit(key, field, ttl))
                     else:
-                        out.append(Increment(key, f"{counter}|{sub}{suffix}", amount, ttl))
+                        out.append(Increment(key, field, amount, ttl))
         if event.type in self._recent_types:
             out.append(Increment(feature_key("user", user, "recent"), f"{item}|{ts}", 1.0, None))
         return out
@@ -227,6 +227,36 @@ class StreamingUpdater:
                 break
             total += n
         return total
+
+
+def prune(
+    store: OnlineStore, keys: Sequence[str], t: int, keep_recent: int = 100, batch_keys: int = 1_000
+) -> int:
+    """Drop the bucket fields no window can read at ``t`` or later; return how many fields went.
+
+    ``recent`` hashes keep their ``keep_recent`` latest items. Hashes are rewritten with
+    ``set_many`` (a replace), so run it from the consumer between batches — never concurrently
+    with another writer of the same keys. Idle keys need no pruning: their TTL drops them.
+    """
+    ttls, dropped = group_ttls(), 0
+    for start in range(0, len(keys), batch_keys):
+        chunk = list(keys[start : start + batch_keys])
+        rows: dict[str, dict[str, float]] = {}
+        for key, h in zip(chunk, store.get_many(chunk), strict=True):
+            if key.endswith(":recent"):
+                keep = set(last_n(read_recent(h), t + 1, keep_recent))
+                gone = [f for f in h if f.rpartition("|")[0] not in keep]
+            else:
+                gone = stale_fields(h, t)
+            if gone:
+                dropped, drop = dropped + len(gone), set(gone)
+                rows[key] = {k: v for k, v in h.items() if k not in drop}
+        by_group: dict[str, dict[str, dict[str, float]]] = {}
+        for key, row in rows.items():
+            by_group.setdefault(key.rpartition(":")[2], {})[key] = row
+        for group, grows in by_group.items():
+            store.set_many(grows, ttls.get(group))
+    return dropped
 
 
 def read_recent(h: Mapping[str, float]) -> dict[str, int]:

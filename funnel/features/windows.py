@@ -46,6 +46,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 MINUTE = 60_000
@@ -141,8 +142,9 @@ def field_name(counter: str, sub: str, res: str, bucket_start: int) -> str:
     return f"{counter}|{sub}|{res}:{bucket_start}"
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def parse_field(field: str) -> tuple[str, str, str, int] | None:
-    """``(counter, sub, res, bucket_start)`` of a bucket field; None for any other field.
+    """``(counter, sub, res, bucket_start)`` of a bucket field; None for any other field (memoised).
 
     Example:
         >>> parse_field("click|sports|1d:1767139200000")

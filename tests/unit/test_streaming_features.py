@@ -9,7 +9,7 @@ from funnel.events.memory_log import MemoryEventLog
 from funnel.features.online.memory import MemoryOnlineStore
 from funnel.features.online.protocol import Increment
 from funnel.features.serving import FeatureServer, ServedFeatureLog
-from funnel.features.streaming import Catalog, EventFeaturizer, StreamingUpdater, event_id
+from funnel.features.streaming import Catalog, EventFeaturizer, StreamingUpdater, event_id, prune
 from funnel.features.windows import HOUR, MINUTE
 
 T0 = 1_767_225_600_000
@@ -127,3 +127,37 @@ def test_served_log_samples_deterministically(tmp_path):
     assert not any(ServedFeatureLog(tmp_path, 0.0).sampled(f"req-{k}") for k in range(100))
     with pytest.raises(ValueError):
         ServedFeatureLog(tmp_path, 1.5)
+
+
+def test_closed_bucket_cache_gives_the_uncached_values(store):
+    log = MemoryEventLog()
+    log.append(events())
+    updater = StreamingUpdater(log, store, CATALOG)
+    updater.run()
+    cached, exact = FeatureServer(store, CATALOG), FeatureServer(store, CATALOG, cache_closed=False)
+    for t in (T0 + HOUR, T0 + HOUR + 1, T0 + 2 * HOUR, T0 + 30 * HOUR):
+        a, b = cached.read("u1", ["i1", "i2"], t), exact.read("u1", ["i1", "i2"], t)
+        assert a.to_dict() == b.to_dict()
+    t = T0 + 30 * HOUR + 5 * MINUTE
+    before = cached.read("u1", ["i1"], t).items["item_impressions_24h"].tolist()
+    log.append([Impression("r9", "u2", ("i1",), (0,), t - 1)])  # into the open bucket: seen at once
+    updater.run()
+    assert cached.read("u1", ["i1"], t).items["item_impressions_24h"].tolist() == [before[0] + 1]
+
+
+def test_prune_drops_only_what_no_window_can_read(store):
+    log = MemoryEventLog()
+    log.append([*events(), Interaction("u1", "i2", "click", T0 + 40 * HOUR, event_id="late")])
+    StreamingUpdater(log, store, CATALOG).run()
+    t = T0 + 40 * HOUR + 1
+    server = FeatureServer(store, CATALOG, cache_closed=False)
+    before = server.read("u1", ["i1", "i2"], t).to_dict()
+    keys = [f"fs1:user:u1:{g}" for g in ("act", "life", "cat", "creator", "items", "recent")]
+    keys += ["fs1:item:i1:stats", "fs1:item:i2:stats"]
+    n_fields = sum(len(h) for h in store.get_many(keys))
+    dropped = prune(store, keys, t, keep_recent=1)
+    assert 0 < dropped < n_fields
+    after = server.read("u1", ["i1", "i2"], t).to_dict()
+    assert after["items"] == before["items"]
+    assert after["user"] == {**before["user"], "user_recent_items": ["i2"]}  # keep_recent=1
+    assert store.get_many(["fs1:user:u1:life"])[0] == {"n.positive||L:0": 3.0}
