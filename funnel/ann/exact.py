@@ -167,12 +167,8 @@ class ExactIndex:
         self._row_of[self._ids[rows]] = -1
         n = int(keep.sum())
         live_ids = self._ids[: self._n][keep]
-        cap = n if n < len(self._vecs) // 4 else len(self._vecs)  # shrink when mostly empty
-        vecs = self._vecs[: self._n][keep]
-        self._vecs = np.zeros((cap, self.dim), dtype=np.float32)
-        self._vecs[:n] = vecs
-        self._ids = np.zeros(cap, dtype=np.int64)
-        self._ids[:n] = live_ids
+        self._vecs = self._vecs[: self._n][keep]  # a tight copy: memory follows the live items
+        self._ids = live_ids
         self._row_of[live_ids] = np.arange(n, dtype=np.int32)
         if n == 0 or int(live_ids.max()) < len(self._row_of) // 4:
             self._row_of = self._row_of[: (int(live_ids.max()) + 1 if n else 0)].copy()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from funnel.ann.factory import INDEX_KINDS, load_index, make_index
+from funnel.ann.factory import INDEX_KINDS, load_index, make_index, omp_threads, set_omp_threads
 from funnel.ann.protocol import AnnIndex
 from funnel.core.errors import ValidationError
 
@@ -38,6 +38,15 @@ def brute(ids, vecs, queries, k):
 
 def recall(found, truth):
     return np.mean([len(set(f[f >= 0]) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_faiss_thread():
+    """Tiny indexes: OpenMP threads only add spin-waiting on a busy machine."""
+    before = omp_threads()
+    set_omp_threads(1)
+    yield
+    set_omp_threads(before)
 
 
 @pytest.fixture(params=sorted(INDEX_KINDS))

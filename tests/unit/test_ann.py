@@ -13,6 +13,15 @@ from funnel.core.artifacts import save_artifact
 from funnel.core.errors import ConfigError, CorruptDataError, ValidationError
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_faiss_thread():
+    """Tiny indexes: OpenMP threads only add spin-waiting on a busy machine."""
+    before = omp_threads()
+    set_omp_threads(1)
+    yield
+    set_omp_threads(before)
+
+
 def unit_rows(n, dim, seed=0):
     x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
