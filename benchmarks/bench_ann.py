@@ -1,14 +1,15 @@
 """ANN indexes vs exact search: build time, single-thread latency, recall@k, memory, remove.
 
-Run: ``python -m benchmarks.bench_ann [--n 1000000 --dim 64 --queries 1000]``
+Run: ``python -m benchmarks.bench_ann [--n 1000000 --dim 64 --queries 1000]`` (``--quick``: seconds)
 
 Data: ``n`` synthetic *clustered* vectors — ``clusters`` gaussian centres (N(0, 1) per dimension),
 each point a centre plus N(0, ``spread``²) noise, then **L2-normalised** (so inner product is
 cosine). Queries are drawn the same way (fresh points, not index members). Search is timed with
-one thread (FAISS OpenMP and NumPy BLAS both limited to 1) in batches of ``--batch`` queries,
-reported per query (median over batches), plus the median latency of one-query calls. Builds use
-``--build-threads``. Recall@k is measured against the exact top-k of the same run; ``x exact``
-is the exact batched ms/query divided by the row's batched ms/query. Last, ``--remove-frac`` of
+one thread (FAISS OpenMP and NumPy BLAS both limited to 1) in batches of ``--batch`` queries and
+reported per query (median over batches) in wall time and in the thread's CPU time (the machine
+may be shared), plus the median latency of one-query calls. Builds use ``--build-threads``.
+Recall@k is measured against the exact top-k of the same run; ``x exact`` is the exact batched
+ms/query divided by the row's (``x exact CPU`` the same in CPU time). Last, ``--remove-frac`` of
 the items are removed from every index and every query is searched again: ``removed returned``
 must be 0 (the run fails otherwise). Results go to ``benchmarks/results/ann.json``.
 """
@@ -45,20 +46,22 @@ def clustered(n: int, dim: int, clusters: int, spread: float, seed: int) -> np.n
 
 def timed_search(index: Any, queries: np.ndarray, k: int, batch: int, singles: int) -> dict[str, Any]:
     """Single-thread search of all queries in batches; median ms/query, 1-query median, results."""
-    per_query, ids = [], []
+    per_query, cpu, ids = [], [], []
     with threadpool_limits(1):
         set_omp_threads(1)
         for s in range(0, len(queries), batch):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             found, _ = index.search(queries[s : s + batch], k)
             per_query.append((time.perf_counter() - t) * 1000 / len(found))
+            cpu.append((time.thread_time() - c) * 1000 / len(found))
             ids.append(found)
         one = []
         for q in queries[:singles]:
             t = time.perf_counter()
             index.search(q[None, :], k)
             one.append((time.perf_counter() - t) * 1000)
-    return {"ms": statistics.median(per_query), "ms1": statistics.median(one), "ids": np.vstack(ids)}
+    med = statistics.median
+    return {"ms": med(per_query), "cpu": med(cpu), "ms1": med(one), "ids": np.vstack(ids)}
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
@@ -118,9 +121,11 @@ def main(argv: list[str] | None = None) -> int:
                 "setting": setting,
                 "build_s": round(build_s, 1) if build_s is not None else None,
                 "ms/query": round(res["ms"], 4),
+                "CPU ms/query": round(res["cpu"], 4),
                 "ms 1-query": round(res["ms1"], 4),
                 f"recall@{a.k}": round(recall(res["ids"], truth), 4),
                 "x exact": round(exact_ms / res["ms"], 1),
+                "x exact CPU": round(exact_cpu / res["cpu"], 1),
                 "x exact 1-query": round(exact_ms1 / res["ms1"], 1),
                 "memory_MB": round(mem, 1),
                 "mem/f32": round(mem / f32_mb, 3),
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     indexes: dict[str, Any] = {}
     exact, build_s = build("exact", a.dim, a.build_threads, data, ids)
     res = timed_search(exact, queries, a.k, a.batch, a.singles)
-    truth, exact_ms, exact_ms1 = res["ids"], res["ms"], res["ms1"]
+    truth, exact_ms, exact_cpu, exact_ms1 = res["ids"], res["ms"], res["cpu"], res["ms1"]
     row("exact", "blocked matmul", exact, res, build_s)
     indexes["exact"] = exact
 
@@ -192,14 +197,15 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     meta["total_s"] = round(time.perf_counter() - started, 1)
-    best = [r for r in rows if r["index"] == "hnsw" and r[f"recall@{a.k}"] >= 0.95 and r["x exact"] >= 20]
-    meta["target_hnsw_recall95_at_20x"] = bool(best)
+    hnsw_ok = [r for r in rows if r["index"] == "hnsw" and r[f"recall@{a.k}"] >= 0.95]
+    meta["target_hnsw_recall95_at_20x"] = any(r["x exact"] >= 20 for r in hnsw_ok)
+    meta["target_hnsw_recall95_at_20x_cpu"] = any(r["x exact CPU"] >= 20 for r in hnsw_ok)
     meta["target_sq8_memory_le_30pct"] = all(r["mem/f32"] <= 0.30 for r in rows if r["index"] == "ivf_sq8")
     out = write_results("ann", rows + removal, meta)
     print_table(rows)
     print()
     print_table(removal)
-    print(f"\ntargets: {meta['target_hnsw_recall95_at_20x']=} {meta['target_sq8_memory_le_30pct']=}")
+    print("\ntargets:", {k: v for k, v in meta.items() if k.startswith("target_")})
     print(f"total {meta['total_s']} s; wrote {out}")
     return 1 if any(r["removed returned"] for r in removal) else 0
 
