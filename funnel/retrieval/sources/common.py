@@ -97,8 +97,8 @@ def ranked_unseen(
     items: np.ndarray, scores: np.ndarray, seen: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The first ``k`` of a ranked ``items`` list that are not in ``seen`` (and their scores)."""
-    keep = ~member(items, seen)
-    idx = np.flatnonzero(keep)[:k]
+    head = k + len(seen)  # at most len(seen) of the first k + len(seen) can be seen
+    idx = np.flatnonzero(~member(items[:head], seen))[:k]
     return items[idx].astype(np.int32), scores[idx].astype(np.float32)
 
 

@@ -84,21 +84,36 @@ class NewItemsSource(BaseSource):
         self.n_items_ = data.X.shape[1]
         return self
 
-    def ranking(self, now_ms: int) -> tuple[np.ndarray, np.ndarray]:
-        """All items new at ``now_ms``, best first, and their scores (no sort: the order is fitted)."""
-        age = (now_ms - self.published_).astype(np.float64)
+    def ranking(self, now_ms: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Items new at ``now_ms``, best first, and their scores (no sort: the order is fitted).
+
+        With ``limit``, stops once that many are found (scans the fitted order in chunks).
+        """
         window = self.window_days * DAY_MS
-        ok = np.flatnonzero((age >= 0) & (age < window))
-        score = 1.0 - age[ok] / window
+        n = len(self.items_)
+        step = n if limit is None else max(64, 4 * limit)
+        found: list[np.ndarray] = []
+        count = 0
+        for s in range(0, n, step):
+            age = (now_ms - self.published_[s : s + step]).astype(np.float64)
+            ok = np.flatnonzero((age >= 0) & (age < window))
+            found.append(ok + s)
+            count += len(ok)
+            if limit is not None and count >= limit:
+                break
+        idx = np.concatenate(found) if found else np.empty(0, np.int64)
+        idx = idx if limit is None else idx[:limit]
+        score = 1.0 - (now_ms - self.published_[idx]) / window
         if self.rank_by == "engagement":
-            score = score + np.log1p(self.engagement_[ok])
-        return self.items_[ok], score.astype(np.float32)
+            score = score + np.log1p(self.engagement_[idx])
+        return self.items_[idx], score.astype(np.float32)
 
     def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidates]:
         """Up to ``k`` new items per user (the same ranking for everyone), seen items excluded."""
         self._check(query, k)
         H = sp.csr_matrix(query.histories)
-        items, scores = self.ranking(query.now_ms)
+        most_seen = int(np.diff(H.indptr).max(initial=0))
+        items, scores = self.ranking(query.now_ms, k + most_seen)
         return [
             candidates(*ranked_unseen(items, scores, seen_of(H, u), k), REASON) for u in range(len(query))
         ]

@@ -83,10 +83,13 @@ class TrendingSource(BaseSource):
         keys, seg_items, seg_scores = [], [], []
         attrs = user_attributes(data.users, tuple(self.segment_fields))
         for field in self.segment_fields:
-            values = attrs[field][users] if len(users) else np.empty(0, dtype=object)
-            for value in sorted(set(values) - {""}):
-                sel = values == value
-                top_i, top_s = _top(np.bincount(items[sel], w[sel], minlength=m), self.max_items)
+            values, codes = np.unique(attrs[field].astype(str), return_inverse=True)
+            event_codes = codes[users].astype(np.int64)
+            mass = np.bincount(event_codes * m + items, w, minlength=len(values) * m).reshape(len(values), m)
+            for v, value in enumerate(values.tolist()):
+                if not value:
+                    continue
+                top_i, top_s = _top(mass[v], self.max_items)
                 keys.append(f"{field}={value}")
                 seg_items.append(np.pad(top_i, (0, self.max_items - len(top_i)), constant_values=-1))
                 seg_scores.append(np.pad(top_s, (0, self.max_items - len(top_s))))
@@ -134,8 +137,7 @@ class TrendingSource(BaseSource):
                 cache[rows] = self._ranked(rows)
             items, scores, reasons = cache[rows]
             seen = seen_of(H, u)
-            keep = ~member(items, seen)
-            idx = np.flatnonzero(keep)[:k]
+            idx = np.flatnonzero(~member(items[: k + len(seen)], seen))[:k]
             out.append(candidates(items[idx], scores[idx], reasons[idx]))
         return out
 
