@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "bench_synthetic": ([], ["--items", "10000", "--interactions", "100000"]),
     "bench_features": ([], ["--events", "5000", "--redis-events", "1000", "--reads", "3"]),
     "bench_ann": ([], ["--quick"]),
+    "bench_retrieval": ([], ["--quick"]),
 }
 
 
