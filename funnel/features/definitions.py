@@ -138,7 +138,18 @@ FEATURES: tuple[FeatureDef, ...] = (
         "30d",
         of=("ux_category_count_30d", "user_positive_count_30d"),
     ),
-    FeatureDef("ux_creator_count_7d", "user_creator", "interactions", "count", "7d", "positive"),
+    *(
+        FeatureDef(f"ux_creator_count_{w}", "user_creator", "interactions", "count", w, "positive")
+        for w in ("7d", "30d")
+    ),
+    FeatureDef(
+        "ux_creator_affinity_30d",
+        "user_creator",
+        "interactions",
+        "ratio",
+        "30d",
+        of=("ux_creator_count_30d", "user_positive_count_30d"),
+    ),
     FeatureDef("ux_creator_engaged", "user_creator", "interactions", "exists", LIFETIME, "positive"),
     FeatureDef("ux_item_count_7d", "user_item", "interactions", "count", "7d", "positive"),
 )
