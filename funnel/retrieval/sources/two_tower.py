@@ -54,7 +54,9 @@ class TwoTowerSource:
         id embedding in a batch. logq_weight: strength of the logQ correction (0 = none).
         embedder / content_dim: the frozen content features (see ``text_embed.make_embedder``).
         index / index_params: ANN kind for the exported item vectors. num_threads: torch threads
-        while training (restored afterwards; ``None`` = leave torch's setting). seed: everything random.
+        while training (restored afterwards; ``None`` = leave torch's setting). history_grad: train the
+        item tower through the pooled history items too (MovieTweetings 100K: fit ~2.5x slower,
+        Recall@50 0.400 vs 0.389). seed: everything random.
 
     Example:
         >>> import scipy.sparse as sp
@@ -92,6 +94,7 @@ class TwoTowerSource:
         index: str = "exact",
         index_params: dict[str, Any] | None = None,
         num_threads: int | None = 1,
+        history_grad: bool = False,
         seed: int = 0,
     ) -> None:
         self.dim, self.hidden, self.id_dim, self.feat_dim = dim, hidden, id_dim, feat_dim
@@ -99,6 +102,7 @@ class TwoTowerSource:
         self.temperature, self.id_dropout, self.logq_weight = temperature, id_dropout, logq_weight
         self.embedder, self.content_dim, self.seed = embedder, content_dim, seed
         self.index, self.index_params, self.num_threads = index, index_params or {}, num_threads
+        self.history_grad = history_grad
         self.net_: tt.TwoTowerNet | None = None
         self.embedder_: Any = None
         self.vocab_: dict[str, dict[str, int]] = {}
@@ -154,6 +158,7 @@ class TwoTowerSource:
             self.losses_ = tt.train(
                 self.net_, feats, ex, segments, logq, epochs=self.epochs, batch_size=self.batch_size,
                 lr=self.lr, temperature=self.temperature, id_dropout=self.id_dropout, seed=self.seed,
+                history_grad=self.history_grad,
             )  # fmt: skip
         finally:
             torch.set_num_threads(threads)
@@ -252,6 +257,7 @@ class TwoTowerSource:
             "index",
             "index_params",
             "num_threads",
+            "history_grad",
         )
         keys += ("seed",)
         return {k: getattr(self, k) for k in keys}
