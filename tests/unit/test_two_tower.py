@@ -99,7 +99,7 @@ def test_it_learns_better_than_random_and_popularity(seed):
     order = np.argsort(-pop, kind="stable")
     pop_recall = np.mean([held[u] in order[data.X[u].toarray()[0, order] == 0][:50] for u in users])
     random_recall = np.mean([50 / (300 - data.X[u].nnz) for u in users])
-    # measured (seeds 0, 1, 2): two-tower 0.61 / 0.63 / 0.65, popularity 0.47 / 0.53 / 0.52, random 0.17
+    # measured (seeds 0, 1, 2): two-tower 0.60 / 0.63 / 0.64, popularity 0.47 / 0.53 / 0.52, random 0.17
     assert recall > 2 * random_recall
     assert recall > pop_recall + 0.05, (recall, pop_recall)
 
@@ -116,7 +116,7 @@ def test_logq_correction_undoes_the_in_batch_popularity_penalty(world):
     with_c, without = corrected.retrieve(q, 50), plain.retrieve(q, 50)
     mean_pop = [float(np.mean([log_pop[c.items].mean() for c in cands])) for cands in (with_c, without)]
     target = float(np.mean([log_pop[held[u]] for u in users]))
-    # measured: corrected 2.48, plain 2.00, held-out items 2.72; recall@50 0.71 vs 0.63
+    # measured: corrected 2.49, plain 2.00, held-out items 2.72; recall@50 0.71 vs 0.62
     assert mean_pop[1] < mean_pop[0] < target + 0.5
     assert _recall(with_c, users, held) > _recall(without, users, held)
 
