@@ -13,7 +13,9 @@ weights depend on the user's state — the cold-start policy:
 
 Each source is asked for ``ceil(overfetch × its largest quota in the batch)`` candidates so that
 overlap between sources still fills ``total``. A source that raises is dropped for that batch
-(partial results; the error is kept in ``last_errors_``). Items with metadata only are retrievable
+(partial results; the error is kept in ``last_errors_``), and with a ``budget_ms`` the sources
+still waiting when it is spent are skipped the same way (the sources run one after the other;
+put the cheap, essential ones first). Items with metadata only are retrievable
 through the metadata sources (content / two_tower).
 
 Example:
@@ -86,6 +88,8 @@ class Retriever:
         warm_threshold: users with fewer history items are "warming".
         cold_quotas: weights for users without history (default :data:`COLD_QUOTAS`).
         warming_boost: multipliers of ``quotas`` for warming users (default :data:`WARMING_BOOST`).
+        budget_ms: time for the sources of one batch; once spent, the sources not yet asked (in
+            configuration order) are skipped (``None``: no budget).
 
     Attributes:
         sources_: name -> fitted source; last_errors_ / last_seconds_: per source, of the last batch.
@@ -100,6 +104,7 @@ class Retriever:
         warm_threshold: int = 5,
         cold_quotas: Mapping[str, float] | None = None,
         warming_boost: Mapping[str, float] | None = None,
+        budget_ms: float | None = None,
     ) -> None:
         self.sources = {k: dict(v) for k, v in (sources if sources is not None else DEFAULT_SOURCES).items()}
         self.quotas = dict(quotas if quotas is not None else DEFAULT_QUOTAS)
@@ -108,12 +113,14 @@ class Retriever:
         self.warm_threshold = warm_threshold
         self.cold_quotas = dict(cold_quotas if cold_quotas is not None else COLD_QUOTAS)
         self.warming_boost = dict(warming_boost if warming_boost is not None else WARMING_BOOST)
+        self.budget_ms = budget_ms
         self.last_errors_: dict[str, str] = {}
         self.last_seconds_: dict[str, float] = {}
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments (what :meth:`save` writes)."""
         keys = ("sources", "quotas", "total", "overfetch", "warm_threshold", "cold_quotas", "warming_boost")
+        keys += ("budget_ms",)
         return {k: getattr(self, k) for k in keys}
 
     def fit(self, data: RetrievalData) -> Self:
@@ -149,9 +156,14 @@ class Retriever:
         """Each source's lists for ``query``, asked for its overfetched quota (failures: empty)."""
         out: dict[str, list[Candidates]] = {}
         self.last_errors_, self.last_seconds_ = {}, {}
+        start = time.perf_counter()
         for name, source in self.sources_.items():
             k = min(total, math.ceil(self.overfetch * max((q[name] for q in quotas), default=0.0)))
             t = time.perf_counter()
+            if k > 0 and self.budget_ms is not None and (t - start) * 1000 >= self.budget_ms:
+                self.last_errors_[name] = f"skipped: the {self.budget_ms} ms budget was spent"
+                out[name] = [Candidates.empty()] * len(query)
+                continue
             try:
                 out[name] = source.retrieve(query, k) if k > 0 else [Candidates.empty()] * len(query)
             except Exception as exc:  # a failing source must not fail the request

@@ -231,3 +231,19 @@ def test_cold_user_with_onboarding_interests_gets_content_candidates():
     got = r.retrieve(q)[0]
     assert len(got) == 20 and {"similar_to_what_you_like", "trending"} <= set(got.reason.tolist())
     assert r.user_quotas(q)[0]["content"] > 0
+
+
+def test_retriever_budget_skips_the_sources_still_waiting():
+    import time
+
+    r = Retriever({"item_knn": {"shrink": 0.0}, "trending": {}}, total=8, budget_ms=5.0).fit(DATA)
+    slow = r.sources_["item_knn"].retrieve
+
+    def sleepy(q, k):
+        time.sleep(0.02)
+        return slow(q, k)
+
+    r.sources_["item_knn"].retrieve = sleepy
+    out = r.retrieve(query(one_hot([0], DATA.X.shape[1]), recent=[np.array([0])]))
+    assert "skipped" in r.last_errors_["trending"] and "item_knn" not in r.last_errors_
+    assert set(out[0].reason.tolist()) == {"because_you_watched"}
