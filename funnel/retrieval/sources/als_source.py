@@ -4,7 +4,9 @@ At request time each user's factor is re-solved from ``query.histories`` (the le
 fold-in of :meth:`~funnel.retrieval.als.ALSRecommender.user_factors`), so a new interaction
 changes the candidates without retraining. Items are searched by inner product in an
 :class:`~funnel.ann.protocol.AnnIndex` built by ``funnel.ann.factory.make_index(index, dim,
-**index_params)`` (exact by default). Users with an empty history get no candidates (no signal).
+**index_params)`` (exact by default; approximate kinds index the items after
+:func:`mips_augment`, which keeps HNSW's recall on inner products). Users with an empty history
+get no candidates (no signal).
 Reason code: ``picked_for_you``.
 
 The saved artifact holds the item factors and the index (``index/``, read back with
@@ -42,6 +44,18 @@ def build_index(kind: str, vectors: np.ndarray, params: dict[str, Any]) -> AnnIn
     index = make_index(kind, vectors.shape[1], **params)
     index.add(np.arange(len(vectors), dtype=np.int64), np.ascontiguousarray(vectors, dtype=np.float32))
     return index
+
+
+def mips_augment(items: np.ndarray) -> np.ndarray:
+    """Items with one more coordinate ``sqrt(max‖y‖² − ‖y‖²)``: every row gets the same norm.
+
+    Queries get a ``0`` there, so inner products are unchanged, while maximum-inner-product search
+    becomes nearest-neighbour search on a sphere, where graph indexes (HNSW) keep their recall
+    (Bachrach et al., 2014). ALS item norms vary a lot (popularity), which otherwise cripples HNSW.
+    """
+    sq = np.einsum("ij,ij->i", items, items, dtype=np.float64)
+    extra = np.sqrt(np.maximum(sq.max(initial=0.0) - sq, 0.0))
+    return np.hstack([items, extra[:, None]]).astype(np.float32)
 
 
 class ALSSource(BaseSource):
@@ -95,10 +109,14 @@ class ALSSource(BaseSource):
         self._finish(self.model_.item_factors_)
         return self
 
+    def _augmented(self) -> bool:
+        return self.index != "exact"
+
     def _finish(self, item_factors: np.ndarray) -> None:
         self.item_factors_ = item_factors
         self._gram()
-        self.index_ = build_index(self.index, item_factors, self.index_params)
+        vectors = mips_augment(item_factors) if self._augmented() else item_factors
+        self.index_ = build_index(self.index, vectors, self.index_params)
         self.n_items_ = item_factors.shape[0]
 
     def user_vectors(self, histories: sp.csr_matrix) -> np.ndarray:
@@ -130,6 +148,8 @@ class ALSSource(BaseSource):
         if not len(active):
             return out
         vectors = self.user_vectors(H[active])
+        if self._augmented():
+            vectors = np.hstack([vectors, np.zeros((len(vectors), 1), np.float32)])
         exclude = [seen_of(H, int(u)).astype(np.int64) for u in active]
         ids, scores = self.index_.search(vectors, min(k, self.n_items_), exclude)
         for row, u in enumerate(active):
@@ -165,5 +185,5 @@ class ALSSource(BaseSource):
         if (path / "manifest.json").exists():
             source.index_ = load_index(path)
         else:
-            source.index_ = build_index(source.index, source.item_factors_, source.index_params)
+            source._finish(source.item_factors_)
         return source
