@@ -247,3 +247,13 @@ def test_retriever_budget_skips_the_sources_still_waiting():
     out = r.retrieve(query(one_hot([0], DATA.X.shape[1]), recent=[np.array([0])]))
     assert "skipped" in r.last_errors_["trending"] and "item_knn" not in r.last_errors_
     assert set(out[0].reason.tolist()) == {"because_you_watched"}
+
+
+def test_mips_augment_keeps_inner_products_and_equalises_norms():
+    from funnel.retrieval.sources.als_source import mips_augment
+
+    Y = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32) * np.arange(1, 51)[:, None] / 10
+    A = mips_augment(Y)
+    q = np.random.default_rng(1).normal(size=4).astype(np.float32)
+    np.testing.assert_allclose(A @ np.append(q, 0), Y @ q, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(A, axis=1), np.linalg.norm(Y, axis=1).max(), rtol=1e-5)
