@@ -72,7 +72,8 @@ class _Layout:
     open_proj: np.ndarray
     closed_names: list[str]
     closed_proj: np.ndarray
-    closed: dict[str, np.ndarray]
+    closed: dict[str, int]
+    rows: np.ndarray
 
 
 class FeatureServer:
@@ -122,7 +123,8 @@ class FeatureServer:
         }
         for is_open, i, j in pairs:
             proj[is_open][i, j] = 1.0
-        self._current = _Layout(epoch, open_names, proj[True], closed_names, proj[False], {})
+        empty = np.zeros((0, len(self._cols)))
+        self._current = _Layout(epoch, open_names, proj[True], closed_names, proj[False], {}, empty)
         return self._current
 
     def _item_matrix(self, item_ids: list[str], hashes: list[dict[str, float]], t: int) -> np.ndarray:
@@ -141,15 +143,21 @@ class FeatureServer:
             return out
         if len(lay.closed) > 500_000:
             lay.closed.clear()
-        miss = [k for k, i in enumerate(item_ids) if i not in lay.closed]
+        miss = list({i: k for k, i in reversed(list(enumerate(item_ids))) if i not in lay.closed}.values())
         if miss:
             flat = []
             for k in miss:
                 flat.extend(map(hashes[k].get, lay.closed_names, zero))
             rows = np.asarray(flat).reshape(len(miss), len(lay.closed_names)) @ lay.closed_proj
-            for k, row in zip(miss, rows, strict=True):
-                lay.closed[item_ids[k]] = row
-        return out + np.array([lay.closed[i] for i in item_ids]).reshape(n, len(self._cols))
+            start = len(lay.closed)
+            if start + len(miss) > len(lay.rows):  # grow the row store (amortised doubling)
+                grown = np.zeros((max(2 * len(lay.rows), start + len(miss), 1024), len(self._cols)))
+                grown[:start] = lay.rows[:start]
+                lay.rows = grown
+            lay.rows[start : start + len(miss)] = rows
+            for j, k in enumerate(miss):
+                lay.closed[item_ids[k]] = start + j
+        return out + lay.rows[np.fromiter(map(lay.closed.__getitem__, item_ids), np.intp, n)]
 
     def read(
         self, user_id: str, item_ids: Sequence[str], t: int | None = None, request_id: str | None = None

@@ -161,3 +161,14 @@ def test_prune_drops_only_what_no_window_can_read(store):
     assert after["items"] == before["items"]
     assert after["user"] == {**before["user"], "user_recent_items": ["i2"]}  # keep_recent=1
     assert store.get_many(["fs1:user:u1:life"])[0] == {"n.positive||L:0": 3.0}
+
+
+def test_repeated_candidates_read_the_same_values(store):
+    log = MemoryEventLog()
+    log.append(events())
+    StreamingUpdater(log, store, CATALOG).run()
+    t = T0 + 30 * HOUR
+    items = ["i2", "i1", "i2", "x", "i1"]
+    a = FeatureServer(store, CATALOG).read("u1", items, t).to_dict()
+    b = FeatureServer(store, CATALOG, cache_closed=False).read("u1", items, t).to_dict()
+    assert a == b and a["items"]["item_impressions_7d"] == [1, 1, 1, 0, 1]
