@@ -15,6 +15,8 @@ Example:
     >>> rep = retrieval_report(t, "temporal", ks=(2,), sources={"trending": {}}, ratio=0.6)
     >>> round(rep["results"]["trending"]["recall@2"], 3), sorted(rep["results"])  # c's y of y, w
     (0.167, ['merged', 'trending'])
+    >>> report_rows(rep)[0]
+    {'source': 'trending', 'recall@2': 0.1667}
 """
 
 from __future__ import annotations
@@ -189,6 +191,14 @@ def retrieval_report(
         "seconds": round(time.perf_counter() - t0, 2),
         "results": results,
     }
+
+
+def report_rows(report: dict[str, Any], digits: int = 4) -> list[dict[str, Any]]:
+    """One flat row per source (``{"source": name, "recall@K": …}``, rounded), for printing a table."""
+    return [
+        {"source": name, **{key: round(value, digits) for key, value in res.items()}}
+        for name, res in report["results"].items()
+    ]
 
 
 def _head(c: Candidates, n: int) -> Candidates:

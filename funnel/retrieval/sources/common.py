@@ -53,7 +53,8 @@ def retrieval_data(
     """A :class:`RetrievalData` from an interactions table (or ``Interactions``) and optional tables.
 
     Catalogue items without interactions are appended to the item index (retrievable by metadata
-    sources); ``now_ms`` defaults to the last event's time.
+    sources) — to the given ``Interactions``' own item ``IdMap`` when one is passed; ``now_ms``
+    defaults to the last event's time.
     """
     inter = interactions if isinstance(interactions, Interactions) else Interactions.from_table(interactions)
     if items is not None and items.num_rows:
