@@ -120,6 +120,12 @@ def evaluate(
             help="models: ranking metrics of the baselines | retrieval: candidate recall per source"
         ),
     ] = "models",
+    sources: Annotated[
+        str | None,
+        typer.Option(
+            help="--stage retrieval: comma-separated sources (default: the Retriever's default sources)"
+        ),
+    ] = None,
     user_col: UserCol = "user_id",
     item_col: ItemCol = "item_id",
     time_col: TimeCol = "timestamp",
@@ -139,7 +145,7 @@ def evaluate(
     _check_choice("--stage", stage, ("models", "retrieval"))
     mapping = _mapping(fmt, user_col, item_col, time_col, type_col, value_col)
     if stage == "retrieval":
-        _evaluate_retrieval(data, fmt, mapping, protocol, ratio, seed, json_out)
+        _evaluate_retrieval(data, fmt, mapping, protocol, ratio, seed, json_out, sources)
         return
     names = [m.strip() for m in models.split(",") if m.strip()]
     for name in names:
@@ -156,14 +162,28 @@ def evaluate(
 
 
 def _evaluate_retrieval(
-    data: Path, fmt: str, mapping: object, protocol: str, ratio: float, seed: int, json_out: Path | None
+    data: Path,
+    fmt: str,
+    mapping: object,
+    protocol: str,
+    ratio: float,
+    seed: int,
+    json_out: Path | None,
+    sources: str | None,
 ) -> None:
     """Recall@500/1000 of held-out items in each source's candidates and in the merged set."""
     from funnel.cli_output import retrieval_table
     from funnel.core.errors import ValidationError
     from funnel.data.importers import import_dataset
     from funnel.retrieval.report import retrieval_report
+    from funnel.retrieval.sources.registry import source_class
 
+    chosen = None
+    if sources:
+        chosen = {name.strip(): {} for name in sources.split(",") if name.strip()}
+        for name in chosen:
+            if source_class(name) is None:
+                raise ValidationError(f"unknown source {name!r}", field="--sources")
     got: dict[str, list] = {}
     import_dataset(data, fmt, sink=lambda kind, t: got.setdefault(kind, []).append(t), mapping=mapping)
     if "interactions" not in got:
@@ -173,6 +193,7 @@ def _evaluate_retrieval(
         tables["interactions"],
         protocol,
         ks=(500, 1000),
+        sources=chosen,
         seed=seed,
         items=tables.get("items"),
         users=tables.get("users"),

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import sys
 from pathlib import Path
@@ -43,11 +42,10 @@ OPTIONAL: dict[str, tuple[str, str]] = {
 
 
 def source_class(name: str) -> type[Any] | None:
-    """The class of source ``name`` (importing an optional one on first use), ``None`` if unavailable."""
+    """The class of source ``name`` (importing a heavier one on first use), ``None`` if unknown."""
     if name not in SOURCES and name in OPTIONAL:
         module, cls = OPTIONAL[name]
-        with contextlib.suppress(ImportError, AttributeError):  # not written yet, or deps missing
-            SOURCES[name] = getattr(importlib.import_module(module), cls)
+        SOURCES[name] = getattr(importlib.import_module(module), cls)
     return SOURCES.get(name)
 
 
