@@ -6,7 +6,9 @@ plus ``meta`` unless a :class:`~funnel.features.streaming.Catalog` is given), su
 inside each window at ``t`` (:mod:`funnel.features.windows`) and derives the values with the
 same :func:`~funnel.features.definitions.compute` as the offline path. Item bucket fields are
 looked up by name (in-window fields only), closed buckets' sums cached per item until the next
-bucket boundary (see :class:`FeatureServer`), and summed per window with one matmul.
+bucket boundary (see :class:`FeatureServer`), and summed per window with one matmul. A store
+declaring the :data:`~funnel.features.online.protocol.FAST_PATH` capability serves the item
+bucket fields as one matrix (``read_fields``: no hash copies, no per-field Python lookups).
 
 :class:`ServedFeatureLog` appends a deterministic sample of served vectors (by a hash of the
 request id, so a request is either always or never sampled) as JSON lines to
@@ -34,10 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from funnel.features.definitions import FEATURE_VERSION, FEATURES, FeatureDef, ItemMeta, compute, item_columns
-from funnel.features.online.protocol import OnlineStore, feature_key
+from funnel.features.online.protocol import FAST_PATH, OnlineStore, capabilities, feature_key
 from funnel.features.streaming import Catalog, read_recent
 from funnel.features.windows import WINDOWS, window_sums
 
+_ITEM = feature_key("item", "", "")[:-1]  # "fs1:item:": item keys are built inline
+assert feature_key("item", "i", "g") == f"{_ITEM}i:g"
 USER_GROUPS = ("act", "life", "cat", "creator", "items")
 """The user's counter hashes read per request (plus ``recent``)."""
 
@@ -95,6 +99,7 @@ class FeatureServer:
     ) -> None:
         self.store, self.catalog, self.defs, self.served_log = store, catalog, tuple(defs), served_log
         self.cache_closed = cache_closed
+        self._fast = FAST_PATH in capabilities(store)
         self._cols = item_columns(self.defs)
         self._current: _Layout | None = None
 
@@ -127,28 +132,36 @@ class FeatureServer:
         self._current = _Layout(epoch, open_names, proj[True], closed_names, proj[False], {}, empty)
         return self._current
 
-    def _item_matrix(self, item_ids: list[str], hashes: list[dict[str, float]], t: int) -> np.ndarray:
+    def _fields(self, keys: list[str], hashes: list[dict[str, float]] | None, names: list[str]) -> np.ndarray:
+        """``(len(keys), len(names))`` bucket values: from the store's fast path or the hashes."""
+        if hashes is None:
+            return self.store.read_fields(keys, names)  # type: ignore[attr-defined]
+        flat: list[float] = []
+        zero = repeat(0.0)
+        for h in hashes:
+            flat.extend(map(h.get, names, zero))
+        return np.asarray(flat, dtype=np.float64).reshape(len(keys), len(names))
+
+    def _item_matrix(
+        self, item_ids: list[str], keys: list[str], hashes: list[dict[str, float]] | None, t: int
+    ) -> np.ndarray:
         """Window sums of every item column: in-window fields looked up by name, summed by matmul.
 
         Closed buckets (every in-window bucket but the current one of each resolution) no longer
         change, so their per-item sums are cached until ``t`` enters a new bucket; only the open
         buckets are looked up on every read. The cost never depends on stale buckets in a hash.
+        ``hashes`` None: read the fields with the store's ``read_fields``.
         """
-        lay, n, zero = self._layout(t), len(hashes), repeat(0.0)
-        flat: list[float] = []
-        for h in hashes:
-            flat.extend(map(h.get, lay.open_names, zero))
-        out = np.asarray(flat, dtype=np.float64).reshape(n, len(lay.open_names)) @ lay.open_proj
+        lay, n = self._layout(t), len(keys)
+        out = self._fields(keys, hashes, lay.open_names) @ lay.open_proj
         if not lay.closed_names:
             return out
         if len(lay.closed) > 500_000:
             lay.closed.clear()
         miss = list({i: k for k, i in reversed(list(enumerate(item_ids))) if i not in lay.closed}.values())
         if miss:
-            flat = []
-            for k in miss:
-                flat.extend(map(hashes[k].get, lay.closed_names, zero))
-            rows = np.asarray(flat).reshape(len(miss), len(lay.closed_names)) @ lay.closed_proj
+            sub = None if hashes is None else [hashes[k] for k in miss]
+            rows = self._fields([keys[k] for k in miss], sub, lay.closed_names) @ lay.closed_proj
             start = len(lay.closed)
             if start + len(miss) > len(lay.rows):  # grow the row store (amortised doubling)
                 grown = np.zeros((max(2 * len(lay.rows), start + len(miss), 1024), len(self._cols)))
@@ -167,15 +180,18 @@ class FeatureServer:
         item_ids = list(item_ids)
         n = len(item_ids)
         keys = [feature_key("user", user_id, g) for g in (*USER_GROUPS, "recent")]
-        keys += [feature_key("item", i, "stats") for i in item_ids]
+        stats = [f"{_ITEM}{i}:stats" for i in item_ids]
         if self.catalog is None:
-            keys += [feature_key("item", i, "meta") for i in item_ids]
+            keys += [f"{_ITEM}{i}:meta" for i in item_ids]
+        if not self._fast:
+            keys[len(USER_GROUPS) + 1 : len(USER_GROUPS) + 1] = stats
         hashes = self.store.get_many(keys)
         k = len(USER_GROUPS)
         user_sums = window_sums(dict(zip(USER_GROUPS, hashes[:k], strict=True)), t)
         recent = read_recent(hashes[k])
-        matrix = self._item_matrix(item_ids, hashes[k + 1 : k + 1 + n], t)
-        meta = self._meta(item_ids, hashes[k + 1 + n :])
+        item_hashes = None if self._fast else hashes[k + 1 : k + 1 + n]
+        matrix = self._item_matrix(item_ids, stats, item_hashes, t)
+        meta = self._meta(item_ids, hashes[k + 1 + (0 if self._fast else n) :])
         user, items = compute(t, user_sums, recent, item_ids, matrix, meta, self.defs)
         fv = FeatureVectors(user_id, item_ids, t, user, items)
         if self.served_log is not None and request_id is not None:

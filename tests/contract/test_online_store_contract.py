@@ -7,16 +7,18 @@ passes for it (an injected clock for memory, real sleeps for Redis, whose TTLs a
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from funnel.core.errors import UnavailableError, ValidationError
 from funnel.features.online.memory import MemoryOnlineStore
-from funnel.features.online.protocol import Increment, OnlineStore, feature_key
+from funnel.features.online.protocol import FAST_PATH, Increment, OnlineStore, capabilities, feature_key
 from funnel.features.online.registry import open_online_store
 
 BACKENDS = [
@@ -271,3 +273,35 @@ def test_an_unreachable_redis_is_unavailable() -> None:
         open_event_log("redis://127.0.0.1:1/0?stream=s&timeout=0.5")
     assert time.monotonic() - t0 < 5  # fails fast: no silent retries
     store.close()
+
+
+def test_declared_fast_path_reads_fields_as_get_many_does(backend: Backend) -> None:
+    s = backend.store
+    assert FAST_PATH in capabilities(s)
+    s.set_many({U1: {"a": 0.1, "b": 1e300, "c": -3.0}, I1: {"a": 2.0**53}})
+    got = s.read_fields([U1, U2, I1, U1], ["c", "a", "zz"])  # type: ignore[attr-defined]
+    assert got.dtype == np.float64 and got.shape == (4, 3)
+    assert got.tolist() == [[-3.0, 0.1, 0.0], [0.0, 0.0, 0.0], [0.0, 2.0**53, 0.0], [-3.0, 0.1, 0.0]]
+    assert s.read_fields([], ["a"]).shape == (0, 1)  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError):
+        s.read_fields(["not-a-key"], ["a"])  # type: ignore[attr-defined]
+
+
+def test_apply_sums_equals_apply_and_refuses_seen_ids(backend: Backend) -> None:
+    s = backend.store
+    sums = {U1: (60, ["clicks", "dwell", "dwell"], [3.0, 0.1, 0.2]), I1: (None, ["n"], [2.0])}
+    assert s.apply_sums(["e1", "e2"], sums, dedup_ttl_s=60) == 2  # type: ignore[attr-defined]
+    u1, i1 = s.get_many([U1, I1])
+    assert u1 == {"clicks": 3.0, "dwell": pytest.approx(0.3, rel=1e-12)} and i1 == {"n": 2.0}
+    # an applied id (or one repeated in the call) makes it change nothing and answer None
+    assert s.apply_sums(["e3", "e1"], {U1: (None, ["clicks"], [5.0])}, 60) is None  # type: ignore[attr-defined]
+    assert s.apply_sums(["e4", "e4"], {U1: (None, ["clicks"], [5.0])}, 60) is None  # type: ignore[attr-defined]
+    assert s.apply([("e3", [inc(U1, "clicks", 1.0)]), ("e2", [inc(U1, "clicks", 9.0)])], 60) == 1
+    assert s.get_many([U1]) == [{"clicks": 4.0, "dwell": u1["dwell"]}]
+    for bad in ({"nope": (None, ["x"], [1.0])}, {U1: (None, ["x"], [math.inf])}, {U1: (0, ["x"], [1.0])}):
+        with pytest.raises(ValidationError):
+            s.apply_sums(["e9"], bad, 60)  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError):
+        s.apply_sums([""], {}, 60)  # type: ignore[attr-defined]
+    assert s.apply_sums(["e9"], {}, 60) == 1  # type: ignore[attr-defined]
+    assert s.get_many([U1]) == [{"clicks": 4.0, "dwell": u1["dwell"]}]

@@ -5,7 +5,8 @@ one hash of ``field -> float`` per key; a key written with ``ttl_s`` expires ``t
 after that write (enforced on read against an injectable ``clock``); a write without ``ttl_s``
 leaves an increment's key expiry as it was and clears it on ``set_many`` (a replace); ``apply``
 is atomic and idempotent per event under one lock. The validation helpers here are shared with
-:mod:`funnel.features.online.redis_store` so both backends reject the same input.
+:mod:`funnel.features.online.redis_store` so both backends reject the same input. It declares the
+:data:`~funnel.features.online.protocol.FAST_PATH` capability (``read_fields``, ``apply_sums``).
 
 Example:
     >>> from funnel.features.online.protocol import Increment, feature_key
@@ -29,9 +30,12 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from itertools import chain, repeat
+
+import numpy as np
 
 from funnel.core.errors import UnavailableError, ValidationError
-from funnel.features.online.protocol import KEY_FORMAT_VERSION, Increment
+from funnel.features.online.protocol import FAST_PATH, KEY_FORMAT_VERSION, Increment, KeySums
 
 KEY_PREFIX = f"fs{KEY_FORMAT_VERSION}:"
 """Every key the stores accept starts with this (it is what :func:`feature_key` builds)."""
@@ -92,12 +96,51 @@ def check_batch(batch: Sequence[tuple[str, Sequence[Increment]]]) -> None:
             check_ttl(inc.ttl_s)
 
 
+def check_keys(keys: Sequence[str]) -> None:
+    """``check_key`` every key (one fast pass; the slow one only to name a bad key)."""
+    prefix = KEY_PREFIX
+    if not all(type(k) is str and k.startswith(prefix) for k in keys):
+        for key in keys:
+            check_key(key)
+
+
+def check_fields(fields: Sequence[str], what: str = "fields") -> None:
+    """Raise ``ValidationError`` unless every field name is a string."""
+    if not all(type(f) is str for f in fields) and not all(isinstance(f, str) for f in fields):
+        raise ValidationError("field names must be strings", field=what)
+
+
+def check_sums(event_ids: Sequence[str], sums: KeySums) -> None:
+    """Validate an ``apply_sums`` call as :func:`check_batch` validates ``apply``'s increments."""
+    for row, event_id in enumerate(event_ids, start=1):
+        if not isinstance(event_id, str) or not event_id:
+            raise ValidationError("must be a non-empty string", field="event_id", row=row)
+    check_keys(list(sums))
+    amounts: list[list[float]] = []
+    for ttl, fields, values in sums.values():
+        check_ttl(ttl)
+        if len(fields) != len(values):
+            raise ValidationError("fields and amounts differ in length", field="sums")
+        check_fields(fields, "field")
+        amounts.append(values)
+    flat = list(chain.from_iterable(amounts))
+    for value in flat:
+        if value.__class__ is not float:
+            check_value(value, "amount")
+    if flat and not np.isfinite(np.asarray(flat, dtype=np.float64)).all():
+        for value in flat:
+            check_value(value, "amount")
+
+
 class MemoryOnlineStore:
     """An :class:`~funnel.features.online.protocol.OnlineStore` in Python dicts. Thread-safe.
 
     ``clock`` returns seconds (default :func:`time.monotonic`); tests inject a fake one to check
     TTLs without sleeping.
     """
+
+    capabilities = frozenset({FAST_PATH})
+    """Declared optional capabilities (see :mod:`funnel.features.online.protocol`)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -145,6 +188,20 @@ class MemoryOnlineStore:
             now = self._clock()
             return [dict(self._live(key, now) or {}) for key in keys]
 
+    def read_fields(self, keys: Sequence[str], fields: Sequence[str]) -> np.ndarray:
+        """``out[i, j]`` = field ``fields[j]`` of ``keys[i]`` (0.0 if missing or expired); no copies."""
+        check_keys(keys)
+        check_fields(fields)
+        fields, flat, empty, zero = list(fields), [], {}, repeat(0.0)
+        with self._lock:
+            self._check_open()
+            now, hashes, expires = self._clock(), self._hashes, self._expires
+            for key in keys:
+                at = expires.get(key)
+                h = self._live(key, now) if at is not None and at <= now else hashes.get(key)
+                flat.extend(map((h or empty).get, fields, zero))
+        return np.array(flat, dtype=np.float64).reshape(len(keys), len(fields))
+
     def set_many(self, rows: Mapping[str, Mapping[str, float]], ttl_s: int | None = None) -> None:
         """Replace the hash of every key in ``rows`` (an empty mapping deletes the key)."""
         clean, ttl = check_rows(rows), check_ttl(ttl_s)
@@ -186,6 +243,34 @@ class MemoryOnlineStore:
                 self._dedup = {e: t for e, t in self._dedup.items() if t > now}
                 self._dedup_purge_at = max(1024, 2 * len(self._dedup))
         return applied
+
+    def apply_sums(self, event_ids: Sequence[str], sums: KeySums, dedup_ttl_s: int) -> int | None:
+        """Apply ``sums`` for ``event_ids`` if all are new (else None, nothing changed); atomic."""
+        check_sums(event_ids, sums)
+        dedup_ttl = check_ttl(dedup_ttl_s, "dedup_ttl_s", optional=False)
+        assert dedup_ttl is not None
+        with self._lock:
+            self._check_open()
+            now, dedup = self._clock(), self._dedup
+            if len(set(event_ids)) != len(event_ids):
+                return None
+            for event_id in event_ids:
+                forget_at = dedup.get(event_id)
+                if forget_at is not None and forget_at > now:
+                    return None
+            dedup.update(dict.fromkeys(event_ids, now + dedup_ttl))
+            for key, (ttl, fields, amounts) in sums.items():
+                h = self._live(key, now)
+                if h is None:
+                    h = self._hashes[key] = {}
+                for name, amount in zip(fields, amounts, strict=True):
+                    h[name] = h.get(name, 0.0) + float(amount)
+                if ttl is not None:
+                    self._expires[key] = now + ttl
+            if len(dedup) >= self._dedup_purge_at:
+                self._dedup = {e: t for e, t in dedup.items() if t > now}
+                self._dedup_purge_at = max(1024, 2 * len(self._dedup))
+        return len(event_ids)
 
     def close(self) -> None:
         """Mark the store closed; later data-plane calls raise ``UnavailableError``. Idempotent."""

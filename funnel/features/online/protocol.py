@@ -7,6 +7,12 @@ event: an event whose id was already applied changes nothing, so a consumer that
 applying and committing its offset cannot double count when it replays.
 
 Every backend passes one contract suite (``tests/contract/test_online_store_contract.py``).
+
+Optional capability :data:`FAST_PATH` (declared by a backend in its ``capabilities`` attribute,
+never guessed from its methods; both built-in backends declare it): :meth:`FastPathStore.read_fields`
+(named fields of many hashes as one float64 matrix, no hash copies) and
+:meth:`FastPathStore.apply_sums` (a whole batch of all-new events as per-key field sums, one
+atomic call; returns None, changing nothing, when an event id was already applied).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 KEY_FORMAT_VERSION = 1
 """Version of the key layout; part of every key."""
@@ -60,4 +68,36 @@ class OnlineStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+FAST_PATH = "fast_path"
+"""Capability name of :class:`FastPathStore` (``read_fields`` + ``apply_sums``)."""
+
+KeySums = dict[str, tuple[int | None, list[str], list[float]]]
+"""``key -> (ttl_s or None, fields, amounts)``: add ``amounts[j]`` to ``fields[j]`` in order (a
+field may repeat); then, when ``ttl_s`` is set, the key expires ``ttl_s`` seconds later."""
+
+
+def capabilities(store: object) -> frozenset[str]:
+    """The optional capabilities ``store`` declares (its ``capabilities`` attribute; none if absent)."""
+    return frozenset(getattr(store, "capabilities", ()))
+
+
+class FastPathStore(OnlineStore, Protocol):
+    """An :class:`OnlineStore` declaring :data:`FAST_PATH` in its ``capabilities``."""
+
+    capabilities: frozenset[str]
+
+    def read_fields(self, keys: Sequence[str], fields: Sequence[str]) -> np.ndarray:
+        """``out[i, j]`` = field ``fields[j]`` of hash ``keys[i]`` (0.0 when missing or expired)."""
+        ...
+
+    def apply_sums(self, event_ids: Sequence[str], sums: KeySums, dedup_ttl_s: int) -> int | None:
+        """Apply ``sums`` as the increments of ``event_ids``, atomically, if every id is new.
+
+        Returns ``len(event_ids)``; or None, changing nothing, when an id repeats or was
+        applied within ``dedup_ttl_s`` (the caller then falls back to :meth:`OnlineStore.apply`).
+        The result equals ``apply`` of the events whose increments summed to ``sums``.
+        """
         ...
