@@ -4,8 +4,11 @@
 into :class:`~funnel.features.online.protocol.Increment` s (one per counter, window and sub-entity,
 into the bucket of the event's timestamp; see :mod:`funnel.features.windows`), applies them with
 ``store.apply([(event_id, increments), ...], dedup_ttl_s)`` and only then commits the next
-offset. A crash between apply and commit replays the batch; the store skips event ids it already
-applied, so nothing is counted twice. Events without an ``event_id`` (impressions, anonymous
+offset. A store declaring the ``FAST_PATH`` capability gets each chunk of events merged per key
+instead (:func:`~funnel.features.batch_sums.batch_sums`, one ``apply_sums`` call, same result);
+when some event of the chunk was already applied, the chunk goes through ``apply``. A crash
+between apply and commit replays the batch; the store skips event ids it already applied, so
+nothing is counted twice. Events without an ``event_id`` (impressions, anonymous
 interactions) get ``"@<log_name>:<offset>"``, the same on every replay.
 
 Key layout (``feature_key(entity, id, group)``): user ``act`` (windowed counters), ``life``
@@ -43,10 +46,13 @@ import pyarrow as pa
 
 from funnel.core.schema import Impression, Interaction
 from funnel.events.protocol import EventLog, LogRecord
+from funnel.features.batch_sums import batch_sums
 from funnel.features.definitions import EVENT_SETS, FEATURES, CounterSpec, FeatureDef, counter_specs, last_n
-from funnel.features.online.protocol import Increment, OnlineStore, feature_key
+from funnel.features.online.protocol import FAST_PATH, Increment, OnlineStore, capabilities, feature_key
 from funnel.features.windows import WINDOWS, Window, stale_fields
 
+SUMS_CHUNK = 2_000
+"""Events merged per ``apply_sums`` call (bounds one call's size and how long it blocks a server)."""
 DEDUP_TTL_S = 7 * 86_400
 """How long the store remembers applied event ids (must exceed the longest replay)."""
 _PREFIX = feature_key("", "", "")[:-2]  # "fs1:": keys are built inline as _PREFIX + "user:<id>:<group>"
@@ -199,14 +205,29 @@ class StreamingUpdater:
         self.batch_size, self.dedup_ttl_s = batch_size, dedup_ttl_s
         self.featurizer = EventFeaturizer(catalog, defs)
         self.applied = 0
+        self._fast = FAST_PATH in capabilities(store)
 
     def process(self, records: Sequence[LogRecord]) -> int:
         """Apply ``records`` to the store (no commit); return how many were new to it."""
-        inc = self.featurizer.increments
-        batch = [(event_id(r, self.log_name), inc(r.event)) for r in records]
-        n = self.store.apply(batch, self.dedup_ttl_s)
+        n = 0
+        step = SUMS_CHUNK if self._fast else max(1, len(records))
+        for start in range(0, len(records), step):
+            n += self._process(records[start : start + step])
         self.applied += n
         return n
+
+    def _process(self, records: Sequence[LogRecord]) -> int:
+        ids = [event_id(r, self.log_name) for r in records]
+        if self._fast:
+            sums = batch_sums(self.featurizer, [r.event for r in records])
+            if sums is not None:
+                done = self.store.apply_sums(ids, sums, self.dedup_ttl_s)  # type: ignore[attr-defined]
+                if done is not None:
+                    return done
+        inc = self.featurizer.increments
+        return self.store.apply(
+            list(zip(ids, (inc(r.event) for r in records), strict=True)), self.dedup_ttl_s
+        )
 
     def step(self, max_records: int | None = None) -> int:
         """Read one batch from the committed offset, apply it, commit; return records read."""
