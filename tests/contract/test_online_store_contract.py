@@ -305,3 +305,19 @@ def test_apply_sums_equals_apply_and_refuses_seen_ids(backend: Backend) -> None:
         s.apply_sums([""], {}, 60)  # type: ignore[attr-defined]
     assert s.apply_sums(["e9"], {}, 60) == 1  # type: ignore[attr-defined]
     assert s.get_many([U1]) == [{"clicks": 4.0, "dwell": u1["dwell"]}]
+
+
+def test_read_fields_sees_every_write_and_expiry(backend: Backend) -> None:
+    s = backend.store
+    read = s.read_fields  # type: ignore[attr-defined]
+    s.apply([("e1", [inc(U1, "a", 1.0, ttl_s=1)])], 60)
+    assert read([U1, I1], ["a"]).tolist() == [[1.0], [0.0]]
+    assert read([U1, I1], ["a"]).tolist() == [[1.0], [0.0]]  # a repeated read
+    s.apply([("e2", [inc(U1, "a", 2.0, ttl_s=1), inc(I1, "a", 5.0)])], 60)
+    assert read([I1, U1], ["a"]).tolist() == [[5.0], [3.0]]
+    s.apply_sums(["e3"], {I1: (None, ["a"], [1.0])}, 60)  # type: ignore[attr-defined]
+    assert read([I1, U1], ["a"]).tolist() == [[6.0], [3.0]]
+    s.set_many({I1: {"a": 0.5}})
+    assert read([I1, U1], ["a"]).tolist() == [[0.5], [3.0]]
+    backend.advance(1.5)
+    assert read([I1, U1], ["a"]).tolist() == [[0.5], [0.0]]  # U1 expired

@@ -29,107 +29,48 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from itertools import chain, repeat
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
-from funnel.core.errors import UnavailableError, ValidationError
-from funnel.features.online.protocol import FAST_PATH, KEY_FORMAT_VERSION, Increment, KeySums
+from funnel.core.errors import UnavailableError
+from funnel.features.online.checks import (  # re-exported: the stores' shared validation
+    KEY_PREFIX,
+    check_batch,
+    check_fields,
+    check_key,
+    check_keys,
+    check_rows,
+    check_sums,
+    check_ttl,
+    check_value,
+)
+from funnel.features.online.protocol import FAST_PATH, Increment, KeySums
 
-KEY_PREFIX = f"fs{KEY_FORMAT_VERSION}:"
-"""Every key the stores accept starts with this (it is what :func:`feature_key` builds)."""
-
-
-def check_key(key: object, field: str = "keys") -> str:
-    """Return ``key`` if it is a current-format feature key, else raise ``ValidationError``."""
-    if not isinstance(key, str) or not key.startswith(KEY_PREFIX):
-        raise ValidationError(
-            f"must be a key built by feature_key() (starting with {KEY_PREFIX!r}), got {key!r}", field=field
-        )
-    return key
-
-
-def check_ttl(ttl_s: object, field: str = "ttl_s", optional: bool = True) -> int | None:
-    """Return ``ttl_s`` if it is a positive int (or ``None`` when ``optional``); else raise."""
-    if ttl_s is None and optional:
-        return None
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or ttl_s <= 0:
-        raise ValidationError(f"must be a positive number of seconds, got {ttl_s!r}", field=field)
-    return ttl_s
-
-
-def check_value(value: object, field: str) -> float:
-    """Return ``value`` as a finite float, else raise ``ValidationError``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValidationError(f"must be a finite number, got {value!r}", field=field)
-    return float(value)
+__all__ = [
+    "KEY_PREFIX",
+    "MemoryOnlineStore",
+    "check_batch",
+    "check_fields",
+    "check_key",
+    "check_keys",
+    "check_rows",
+    "check_sums",
+    "check_ttl",
+    "check_value",
+]
 
 
-def check_rows(rows: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
-    """Validate ``set_many`` rows: feature keys, string fields, finite values."""
-    out: dict[str, dict[str, float]] = {}
-    for key, fields in rows.items():
-        check_key(key, "rows")
-        out[key] = {}
-        for name, value in fields.items():
-            if not isinstance(name, str):
-                raise ValidationError(f"field names must be strings, got {name!r}", field="rows")
-            out[key][name] = check_value(value, f"rows[{key!r}][{name!r}]")
-    return out
+@dataclass
+class _FieldCache:
+    """``read_fields`` rows of one field list: valid until a listed key is written or expires."""
 
-
-def check_batch(batch: Sequence[tuple[str, Sequence[Increment]]]) -> None:
-    """Validate an ``apply`` batch: non-empty string event ids and well-formed increments."""
-    for row, (event_id, increments) in enumerate(batch, start=1):
-        if not isinstance(event_id, str) or not event_id:
-            raise ValidationError("must be a non-empty string", field="event_id", row=row)
-        for inc in increments:
-            if not isinstance(inc, Increment):
-                raise ValidationError(
-                    f"must be an Increment, got {type(inc).__name__}", field="batch", row=row
-                )
-            check_key(inc.key, "key")
-            if not isinstance(inc.field, str):
-                raise ValidationError(f"must be a string, got {inc.field!r}", field="field", row=row)
-            check_value(inc.amount, "amount")
-            check_ttl(inc.ttl_s)
-
-
-def check_keys(keys: Sequence[str]) -> None:
-    """``check_key`` every key (one fast pass; the slow one only to name a bad key)."""
-    prefix = KEY_PREFIX
-    if not all(type(k) is str and k.startswith(prefix) for k in keys):
-        for key in keys:
-            check_key(key)
-
-
-def check_fields(fields: Sequence[str], what: str = "fields") -> None:
-    """Raise ``ValidationError`` unless every field name is a string."""
-    if not all(type(f) is str for f in fields) and not all(isinstance(f, str) for f in fields):
-        raise ValidationError("field names must be strings", field=what)
-
-
-def check_sums(event_ids: Sequence[str], sums: KeySums) -> None:
-    """Validate an ``apply_sums`` call as :func:`check_batch` validates ``apply``'s increments."""
-    for row, event_id in enumerate(event_ids, start=1):
-        if not isinstance(event_id, str) or not event_id:
-            raise ValidationError("must be a non-empty string", field="event_id", row=row)
-    check_keys(list(sums))
-    amounts: list[list[float]] = []
-    for ttl, fields, values in sums.values():
-        check_ttl(ttl)
-        if len(fields) != len(values):
-            raise ValidationError("fields and amounts differ in length", field="sums")
-        check_fields(fields, "field")
-        amounts.append(values)
-    flat = list(chain.from_iterable(amounts))
-    for value in flat:
-        if value.__class__ is not float:
-            check_value(value, "amount")
-    if flat and not np.isfinite(np.asarray(flat, dtype=np.float64)).all():
-        for value in flat:
-            check_value(value, "amount")
+    index: dict[str, int] = field(default_factory=dict)
+    rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    dirty: set[str] = field(default_factory=set)
+    valid_until: float = math.inf  # the earliest expiry of a cached key
 
 
 class MemoryOnlineStore:
@@ -150,6 +91,14 @@ class MemoryOnlineStore:
         self._dedup_purge_at = 1024
         self._lock = threading.Lock()
         self._closed = False
+        self._field_caches: dict[tuple[str, ...], _FieldCache] = {}
+
+    def _touch(self, keys: Iterable[str]) -> None:
+        """Mark ``keys`` written: cached ``read_fields`` rows of them are recomputed on next read."""
+        if self._field_caches:
+            keys = list(keys)
+            for cache in self._field_caches.values():
+                cache.dirty.update(keys)
 
     def __repr__(self) -> str:
         return f"MemoryOnlineStore(keys={len(self._hashes)})"
@@ -165,6 +114,7 @@ class MemoryOnlineStore:
             self._hashes.clear()
             self._expires.clear()
             self._dedup.clear()
+            self._field_caches.clear()
 
     # data plane
     def _check_open(self) -> None:
@@ -189,18 +139,52 @@ class MemoryOnlineStore:
             return [dict(self._live(key, now) or {}) for key in keys]
 
     def read_fields(self, keys: Sequence[str], fields: Sequence[str]) -> np.ndarray:
-        """``out[i, j]`` = field ``fields[j]`` of ``keys[i]`` (0.0 if missing or expired); no copies."""
+        """``out[i, j]`` = field ``fields[j]`` of ``keys[i]`` (0.0 if missing or expired); no copies.
+
+        Rows are cached per field list and recomputed only for keys written since (every write
+        path marks its keys) or once a cached key's expiry has passed, so a repeated read of
+        mostly unchanged keys costs one dict lookup per key.
+        """
         check_keys(keys)
         check_fields(fields)
-        fields, flat, empty, zero = list(fields), [], {}, repeat(0.0)
+        names, n = tuple(fields), len(keys)
         with self._lock:
             self._check_open()
-            now, hashes, expires = self._clock(), self._hashes, self._expires
-            for key in keys:
-                at = expires.get(key)
-                h = self._live(key, now) if at is not None and at <= now else hashes.get(key)
-                flat.extend(map((h or empty).get, fields, zero))
-        return np.array(flat, dtype=np.float64).reshape(len(keys), len(fields))
+            now = self._clock()
+            cache = self._field_caches.get(names)
+            if cache is None or now >= cache.valid_until or len(cache.index) > 500_000:
+                if len(self._field_caches) >= 8:
+                    self._field_caches.clear()
+                cache = self._field_caches[names] = _FieldCache(rows=np.zeros((1024, len(names))))
+            if cache.dirty:
+                stale = [k for k in cache.dirty if k in cache.index]
+                cache.dirty.clear()
+                if stale:
+                    cache.rows[[cache.index[k] for k in stale]] = self._rows(stale, names, now, cache)
+            idx = np.fromiter(map(cache.index.get, keys, repeat(-1)), np.intp, n)
+            miss = np.flatnonzero(idx < 0)
+            if miss.size:
+                new = list(dict.fromkeys(keys[k] for k in miss.tolist()))
+                start, rows = len(cache.index), self._rows(new, names, now, cache)
+                if start + len(new) > len(cache.rows):  # grow (amortised doubling)
+                    grown = np.zeros((max(2 * len(cache.rows), start + len(new)), len(names)))
+                    grown[:start] = cache.rows[:start]
+                    cache.rows = grown
+                cache.rows[start : start + len(new)] = rows
+                cache.index.update(zip(new, range(start, start + len(new)), strict=True))
+                idx[miss] = [cache.index[keys[k]] for k in miss.tolist()]
+            return cache.rows[idx]
+
+    def _rows(self, keys: list[str], names: tuple[str, ...], now: float, cache: _FieldCache) -> np.ndarray:
+        """The current values of ``names`` in ``keys`` (lock held); lowers ``cache.valid_until``."""
+        flat: list[float] = []
+        empty, zero, expires = {}, repeat(0.0), self._expires
+        for key in keys:
+            flat.extend(map((self._live(key, now) or empty).get, names, zero))
+            at = expires.get(key)
+            if at is not None and at < cache.valid_until:
+                cache.valid_until = at
+        return np.array(flat, dtype=np.float64).reshape(len(keys), len(names))
 
     def set_many(self, rows: Mapping[str, Mapping[str, float]], ttl_s: int | None = None) -> None:
         """Replace the hash of every key in ``rows`` (an empty mapping deletes the key)."""
@@ -208,6 +192,7 @@ class MemoryOnlineStore:
         with self._lock:
             self._check_open()
             now = self._clock()
+            self._touch(clean)
             for key, fields in clean.items():
                 self._expires.pop(key, None)
                 if not fields:
@@ -231,6 +216,7 @@ class MemoryOnlineStore:
                 if forget_at is not None and forget_at > now:
                     continue
                 self._dedup[event_id] = now + dedup_ttl
+                self._touch(inc.key for inc in increments)
                 for inc in increments:
                     fields = self._live(inc.key, now)
                     if fields is None:
@@ -259,6 +245,7 @@ class MemoryOnlineStore:
                 if forget_at is not None and forget_at > now:
                     return None
             dedup.update(dict.fromkeys(event_ids, now + dedup_ttl))
+            self._touch(sums)
             for key, (ttl, fields, amounts) in sums.items():
                 h = self._live(key, now)
                 if h is None:
