@@ -250,6 +250,11 @@ def compute(
         "user_creator": np.flatnonzero([bool(x) for x in meta.creators]),
         "user_item": np.arange(n),
     }
+    uniq = {e: list(dict.fromkeys(x)) for e, x in flat.items()}  # sub-entities: looked up once each
+    codes = {
+        e: np.fromiter(map({s: k for k, s in enumerate(uniq[e])}.__getitem__, x), np.intp, len(x))
+        for e, x in flat.items()
+    }
     user: dict[str, object] = {}
     items: dict[str, np.ndarray] = {}
     values: dict[str, object] = {}
@@ -272,10 +277,9 @@ def compute(
         else:  # a user x item cross: the max over the item's sub-entities (0 without any)
             vals, v = subs.get((g, c, w)), np.zeros(n)
             if vals:
-                found = np.fromiter(
-                    map(vals.get, flat[f.entity], repeat(0.0)), np.float64, len(flat[f.entity])
-                )
-                np.maximum.at(v, owner[f.entity], found)
+                keys = uniq[f.entity]
+                found = np.fromiter(map(vals.get, keys, repeat(0.0)), np.float64, len(keys))
+                np.maximum.at(v, owner[f.entity], found[codes[f.entity]])
         if agg == "exists":
             v = (np.asarray(v) > 0).astype(np.float64)
         values[f.name] = v

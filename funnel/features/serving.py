@@ -158,8 +158,10 @@ class FeatureServer:
             return out
         if len(lay.closed) > 500_000:
             lay.closed.clear()
-        miss = list({i: k for k, i in reversed(list(enumerate(item_ids))) if i not in lay.closed}.values())
-        if miss:
+        idx = np.fromiter(map(lay.closed.get, item_ids, repeat(-1)), np.intp, n)
+        if idx.size and idx.min() < 0:
+            at = np.flatnonzero(idx < 0).tolist()
+            miss = list({item_ids[k]: k for k in reversed(at)}.values())  # first position per item
             sub = None if hashes is None else [hashes[k] for k in miss]
             rows = self._fields([keys[k] for k in miss], sub, lay.closed_names) @ lay.closed_proj
             start = len(lay.closed)
@@ -170,7 +172,8 @@ class FeatureServer:
             lay.rows[start : start + len(miss)] = rows
             for j, k in enumerate(miss):
                 lay.closed[item_ids[k]] = start + j
-        return out + lay.rows[np.fromiter(map(lay.closed.__getitem__, item_ids), np.intp, n)]
+            idx[at] = [lay.closed[item_ids[k]] for k in at]
+        return out + lay.rows[idx]
 
     def read(
         self, user_id: str, item_ids: Sequence[str], t: int | None = None, request_id: str | None = None

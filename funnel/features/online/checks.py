@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from itertools import chain
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -79,8 +79,11 @@ def check_batch(batch: Sequence[tuple[str, Sequence[Increment]]]) -> None:
 
 def check_keys(keys: Sequence[str]) -> None:
     """``check_key`` every key (one fast pass; the slow one only to name a bad key)."""
-    prefix = KEY_PREFIX
-    if not all(type(k) is str and k.startswith(prefix) for k in keys):
+    try:
+        ok = all(map(str.startswith, keys, repeat(KEY_PREFIX)))  # TypeError for a non-str key
+    except TypeError:
+        ok = False
+    if not ok:
         for key in keys:
             check_key(key)
 
