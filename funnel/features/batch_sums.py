@@ -6,7 +6,7 @@ merged per hash key: count increments (amount 1.0: ``n.*`` counters and ``recent
 summed per field — integer sums in float64 are exact, so ``x + (1 + 1)`` equals
 ``(x + 1) + 1`` for the integer counts these fields hold; value increments (``v.*`` counters,
 e.g. a rating or a watch ratio) are NOT summed: they stay separate entries in event order, so a
-store adds them one by one exactly as ``apply`` would. Each key carries its last non-None TTL.
+store adds them one by one exactly as ``apply`` would. Each key carries its group's TTL.
 
 The store applies the sums only when every event of the batch is new (see ``apply_sums``);
 otherwise the caller falls back to the per-event ``apply``, which skips the events already seen.
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from funnel.core.schema import Impression, Interaction
 from funnel.features.online.protocol import KeySums, feature_key
-from funnel.features.windows import WINDOWS
+from funnel.features.windows import WINDOWS, Window
 
 if TYPE_CHECKING:
     from funnel.features.streaming import EventFeaturizer
@@ -48,27 +48,27 @@ def batch_sums(featurizer: EventFeaturizer, events: Sequence[Interaction | Impre
     """
     counts: dict[str, dict[str, float]] = {}
     values: dict[str, list[tuple[str, float]]] = {}
-    ttls: dict[str, int | None] = {}
-    by_type, imp, cat = featurizer._by_type, featurizer._imp, featurizer.catalog
+    ttls: dict[str, int | None] = {}  # a key's TTL is its group's: the same for all its increments
+    by_type, cat = featurizer._by_type, featurizer.catalog
     recent_types, categories, creators = featurizer._recent_types, cat.categories, cat.creators
-
-    def row(key: str, ttl: int | None) -> dict[str, float]:
-        h = counts.get(key)
-        if h is None:
-            h = counts[key] = {}
-            ttls[key] = ttl
-        elif ttl is not None:
-            ttls[key] = ttl
-        return h
+    imp: dict[tuple[str, int | None], list[tuple[str, Window]]] = {}  # (group, ttl) -> fields
+    for counter, parts in featurizer._imp:
+        for group, w, ttl in parts:
+            imp.setdefault((group, ttl), []).append((counter, w))
 
     for event in events:
         ts = event.timestamp
         if type(event) is Impression:
-            for counter, parts in imp:
-                for group, w, ttl in parts:
-                    field = f"{counter}||{w.res}:{ts // w.bucket_ms * w.bucket_ms if w.bucket_ms else 0}"
-                    for item in event.item_ids:
-                        h = row(f"{_PREFIX}item:{item}:{group}", ttl)
+            for (group, ttl), specs in imp.items():
+                fields = [f"{c}||{w.res}:{w.bucket_ms and ts // w.bucket_ms * w.bucket_ms}" for c, w in specs]
+                suffix = f":{group}"
+                for item in event.item_ids:
+                    key = f"{_PREFIX}item:{item}{suffix}"
+                    h = counts.get(key)
+                    if h is None:
+                        h = counts[key] = {}
+                        ttls[key] = ttl
+                    for field in fields:
                         h[field] = h.get(field, 0.0) + 1.0
             continue
         user, item = event.user_id, event.item_id
@@ -79,11 +79,9 @@ def batch_sums(featurizer: EventFeaturizer, events: Sequence[Interaction | Impre
                 amount = event.value
                 if amount is None:
                     continue
-                if (
-                    isinstance(amount, bool)
-                    or not isinstance(amount, int | float)
-                    or not math.isfinite(amount)
-                ):
+                if type(amount) is not float and (isinstance(amount, bool) or not isinstance(amount, int)):
+                    return None  # not a plain number: let apply judge it
+                if not math.isfinite(amount):
                     return None
             if entity == "user" or entity == "item":
                 subs: Sequence[str] = ("",)
@@ -99,7 +97,10 @@ def batch_sums(featurizer: EventFeaturizer, events: Sequence[Interaction | Impre
             prefix = f"{_PREFIX}item:{item}:" if entity == "item" else f"{_PREFIX}user:{user}:"
             for group, w, ttl in parts:
                 key, suffix = prefix + group, starts[w.res]
-                h = row(key, ttl)
+                h = counts.get(key)
+                if h is None:
+                    h = counts[key] = {}
+                    ttls[key] = ttl
                 for sub in subs:
                     field = f"{counter}|{sub}{suffix}"
                     if valued:
@@ -107,7 +108,11 @@ def batch_sums(featurizer: EventFeaturizer, events: Sequence[Interaction | Impre
                     else:
                         h[field] = h.get(field, 0.0) + 1.0
         if event.type in recent_types:
-            h = row(f"{_PREFIX}user:{user}:recent", None)
+            key = f"{_PREFIX}user:{user}:recent"
+            h = counts.get(key)
+            if h is None:
+                h = counts[key] = {}
+                ttls[key] = None
             field = f"{item}|{ts}"
             h[field] = h.get(field, 0.0) + 1.0
     out: KeySums = {}

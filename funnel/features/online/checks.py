@@ -90,27 +90,33 @@ def check_keys(keys: Sequence[str]) -> None:
 
 def check_fields(fields: Sequence[str], what: str = "fields") -> None:
     """Raise ``ValidationError`` unless every field name is a string."""
-    if not all(type(f) is str for f in fields) and not all(isinstance(f, str) for f in fields):
+    if not set(map(type, fields)) <= {str} and not all(isinstance(f, str) for f in fields):
         raise ValidationError("field names must be strings", field=what)
 
 
-def check_sums(event_ids: Sequence[str], sums: KeySums) -> None:
-    """Validate an ``apply_sums`` call as :func:`check_batch` validates ``apply``'s increments."""
+def check_sums(event_ids: Sequence[str], sums: KeySums) -> bool:
+    """Validate an ``apply_sums`` call as :func:`check_batch` validates ``apply``'s increments.
+
+    Returns whether every amount is a plain ``float`` already (no conversion needed).
+    """
     for row, event_id in enumerate(event_ids, start=1):
         if not isinstance(event_id, str) or not event_id:
             raise ValidationError("must be a non-empty string", field="event_id", row=row)
     check_keys(list(sums))
-    amounts: list[list[float]] = []
-    for ttl, fields, values in sums.values():
+    rows = list(sums.values())
+    for ttl in {ttl for ttl, _, _ in rows}:
         check_ttl(ttl)
-        if len(fields) != len(values):
-            raise ValidationError("fields and amounts differ in length", field="sums")
-        check_fields(fields, "field")
-        amounts.append(values)
+    fields = [f for _, f, _ in rows]
+    amounts = [a for _, _, a in rows]
+    if any(map(int.__ne__, map(len, fields), map(len, amounts))):
+        raise ValidationError("fields and amounts differ in length", field="sums")
+    check_fields(list(chain.from_iterable(fields)), "field")
     flat = list(chain.from_iterable(amounts))
-    for value in flat:
-        if value.__class__ is not float:
+    plain = set(map(type, flat)) <= {float}
+    if not plain:
+        for value in flat:
             check_value(value, "amount")
     if flat and not np.isfinite(np.asarray(flat, dtype=np.float64)).all():
         for value in flat:
             check_value(value, "amount")
+    return plain

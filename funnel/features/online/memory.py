@@ -232,7 +232,7 @@ class MemoryOnlineStore:
 
     def apply_sums(self, event_ids: Sequence[str], sums: KeySums, dedup_ttl_s: int) -> int | None:
         """Apply ``sums`` for ``event_ids`` if all are new (else None, nothing changed); atomic."""
-        check_sums(event_ids, sums)
+        plain = check_sums(event_ids, sums)
         dedup_ttl = check_ttl(dedup_ttl_s, "dedup_ttl_s", optional=False)
         assert dedup_ttl is not None
         with self._lock:
@@ -246,14 +246,17 @@ class MemoryOnlineStore:
                     return None
             dedup.update(dict.fromkeys(event_ids, now + dedup_ttl))
             self._touch(sums)
+            hashes, expires = self._hashes, self._expires
             for key, (ttl, fields, amounts) in sums.items():
-                h = self._live(key, now)
+                at = expires.get(key)
+                h = self._live(key, now) if at is not None and at <= now else hashes.get(key)
                 if h is None:
-                    h = self._hashes[key] = {}
-                for name, amount in zip(fields, amounts, strict=True):
-                    h[name] = h.get(name, 0.0) + float(amount)
+                    h = hashes[key] = {}
+                get = h.get
+                for name, amount in zip(fields, amounts if plain else map(float, amounts), strict=True):
+                    h[name] = get(name, 0.0) + amount
                 if ttl is not None:
-                    self._expires[key] = now + ttl
+                    expires[key] = now + ttl
             if len(dedup) >= self._dedup_purge_at:
                 self._dedup = {e: t for e, t in dedup.items() if t > now}
                 self._dedup_purge_at = max(1024, 2 * len(self._dedup))
