@@ -321,3 +321,11 @@ def test_read_fields_sees_every_write_and_expiry(backend: Backend) -> None:
     assert read([I1, U1], ["a"]).tolist() == [[0.5], [3.0]]
     backend.advance(1.5)
     assert read([I1, U1], ["a"]).tolist() == [[0.5], [0.0]]  # U1 expired
+
+
+def test_apply_sums_keeps_odd_field_names(backend: Backend) -> None:
+    s = backend.store
+    odd = ["a\nb", "c\\d", "", "e\\n", "\n"]
+    sums = {U1: (None, odd, [1.0, 2.0, 3.0, 4.0, 5.0]), I1: (30, ["plain"], [1.5])}
+    assert s.apply_sums(["o1"], sums, 60) == 1  # type: ignore[attr-defined]
+    assert s.get_many([U1, I1]) == [dict(zip(odd, [1.0, 2.0, 3.0, 4.0, 5.0], strict=True)), {"plain": 1.5}]

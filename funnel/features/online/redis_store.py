@@ -57,70 +57,7 @@ from funnel.features.online.memory import (
     check_ttl,
 )
 from funnel.features.online.protocol import FAST_PATH, KEY_FORMAT_VERSION, Increment, KeySums
-
-APPLY_LUA = """
-local a, k, applied = 3, 1, 0
-for e = 1, tonumber(ARGV[2]) do
-  local n = tonumber(ARGV[a])
-  a = a + 1
-  if redis.call('SET', KEYS[k], '1', 'NX', 'EX', ARGV[1]) then
-    k = k + 1
-    for i = 1, n do
-      redis.call('HINCRBYFLOAT', KEYS[k], ARGV[a], ARGV[a + 1])
-      if ARGV[a + 2] ~= '' then redis.call('EXPIRE', KEYS[k], ARGV[a + 2]) end
-      k = k + 1
-      a = a + 3
-    end
-    applied = applied + 1
-  else
-    k = k + 1 + n
-    a = a + 3 * n
-  end
-end
-return applied
-"""
-"""KEYS: per event its dedup key then its increments' keys. ARGV: dedup ttl, event count, then
-per event its increment count and per increment ``field, amount, ttl or ''``."""
-
-READ_LUA = """
-local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
-return cjson.encode(out)
-"""
-"""KEYS: the hashes to read. Returns a JSON array with each hash's flat ``HGETALL`` reply."""
-
-FIELDS_LUA = """
-local fmt = '<' .. string.rep('d', #ARGV)
-local out = {}
-for i, key in ipairs(KEYS) do
-  local v = redis.call('HMGET', key, unpack(ARGV))
-  for j = 1, #ARGV do v[j] = v[j] and tonumber(v[j]) or 0 end
-  out[i] = struct.pack(fmt, unpack(v))
-end
-return table.concat(out)
-"""
-"""KEYS: the hashes; ARGV: the fields. Returns ``#KEYS * #ARGV`` little-endian doubles."""
-
-SUMS_LUA = """
-local ne = tonumber(ARGV[2])
-for i = 1, ne do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return -1 end
-end
-for i = 1, ne do redis.call('SET', KEYS[i], '1', 'EX', ARGV[1]) end
-local a = 3
-for k = ne + 1, #KEYS do
-  local ttl, n = ARGV[a], tonumber(ARGV[a + 1])
-  a = a + 2
-  for i = 1, n do
-    redis.call('HINCRBYFLOAT', KEYS[k], ARGV[a], ARGV[a + 1])
-    a = a + 2
-  end
-  if ttl ~= '' then redis.call('EXPIRE', KEYS[k], ttl) end
-end
-return ne
-"""
-"""KEYS: the events' dedup keys, then the hashes. ARGV: dedup ttl, event count, then per hash
-``ttl or '', pair count, field, amount, ...``. Returns the event count, or -1 (nothing changed)."""
+from funnel.features.online.redis_lua import APPLY_LUA, FIELDS_LUA, READ_LUA, SUMS_LUA
 
 READ_CHUNK = 2000
 """Keys per read script call: bounds how long one call blocks the server (a few ms per 1000 keys)."""
@@ -276,12 +213,17 @@ class RedisOnlineStore:
             return None
         p = self.prefix
         keys = [f"{p}:dedup:{e}" for e in event_ids]
-        args: list[str | int] = [dedup_ttl, len(event_ids)]  # type: ignore[list-item]
+        tokens: list[str] = []
         for key, (ttl, fields, amounts) in sums.items():
             keys.append(f"{p}:{key}")
-            args += ("" if ttl is None else ttl, len(fields))
+            tokens += ("" if ttl is None else str(ttl), str(len(fields)))
             for name, amount in zip(fields, amounts, strict=True):
-                args += (name, repr(float(amount)))
+                tokens += (name, repr(float(amount)))
+        payload, escaped = "\n".join(tokens) + "\n", "0"
+        if payload.count("\n") != len(tokens) or "\\" in payload:  # a field holds a newline or \
+            tokens = [t.replace("\\", "\\\\").replace("\n", "\\n") for t in tokens]
+            payload, escaped = "\n".join(tokens) + "\n", "1"
+        args = [dedup_ttl, len(event_ids), payload, escaped]
         with unavailable("online store apply"):
             done = int(self._sums(keys=keys, args=args))
         return None if done < 0 else done
