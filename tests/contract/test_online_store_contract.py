@@ -329,3 +329,11 @@ def test_apply_sums_keeps_odd_field_names(backend: Backend) -> None:
     sums = {U1: (None, odd, [1.0, 2.0, 3.0, 4.0, 5.0]), I1: (30, ["plain"], [1.5])}
     assert s.apply_sums(["o1"], sums, 60) == 1  # type: ignore[attr-defined]
     assert s.get_many([U1, I1]) == [dict(zip(odd, [1.0, 2.0, 3.0, 4.0, 5.0], strict=True)), {"plain": 1.5}]
+
+
+def test_read_fields_of_odd_key_names(backend: Backend) -> None:
+    s = backend.store
+    odd = feature_key("user", "a\nb", "act")
+    s.set_many({odd: {"x": 2.0}, U1: {"x": 1.0}})
+    got = s.read_fields([U1, odd, U2], ["x", "y"])  # type: ignore[attr-defined]
+    assert got.tolist() == [[1.0, 0.0], [2.0, 0.0], [0.0, 0.0]]

@@ -34,16 +34,22 @@ return cjson.encode(out)
 """KEYS: the hashes to read. Returns a JSON array with each hash's flat ``HGETALL`` reply."""
 
 FIELDS_LUA = """
-local fmt = '<' .. string.rep('d', #ARGV)
-local out = {}
-for i, key in ipairs(KEYS) do
-  local v = redis.call('HMGET', key, unpack(ARGV))
-  for j = 1, #ARGV do v[j] = v[j] and tonumber(v[j]) or 0 end
+local nf = #ARGV - 2
+local fields = {}
+for j = 1, nf do fields[j] = ARGV[j + 2] end
+local fmt = '<' .. string.rep('d', nf)
+local out, i = {}, 0
+for key in string.gmatch(ARGV[2], '([^\\n]*)\\n') do
+  i = i + 1
+  local v = redis.call('HMGET', ARGV[1] .. key, unpack(fields))
+  for j = 1, nf do v[j] = v[j] and tonumber(v[j]) or 0 end
   out[i] = struct.pack(fmt, unpack(v))
 end
 return table.concat(out)
 """
-"""KEYS: the hashes; ARGV: the fields. Returns ``#KEYS * #ARGV`` little-endian doubles."""
+"""ARGV: the key prefix (``<prefix>:``), the keys as one text of newline-terminated names (one
+argument: encoding a thousand key arguments cost the client ~1.5 ms per read), then the fields.
+Keys with a newline never come here. Returns ``#keys * #fields`` little-endian doubles."""
 
 SUMS_LUA = """
 local ne = tonumber(ARGV[2])

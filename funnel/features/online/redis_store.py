@@ -156,9 +156,17 @@ class RedisOnlineStore:
             return np.zeros((len(keys), len(fields)))
         parts = []
         for start in range(0, len(keys), READ_CHUNK):
-            names = [f"{p}:{key}" for key in keys[start : start + READ_CHUNK]]
+            chunk = keys[start : start + READ_CHUNK]
+            names = "\n".join(chunk) + "\n"
             with unavailable("online store read"):
-                parts.append(self._fields(keys=names, args=fields))
+                if names.count("\n") == len(chunk):
+                    parts.append(self._fields(args=[f"{p}:", names, *fields]))
+                else:  # a key holds a newline: one HMGET per key instead
+                    pipe = self._r.pipeline(transaction=False)
+                    for key in chunk:
+                        pipe.hmget(f"{p}:{key}", fields)
+                    rows = [[0.0 if v is None else float(v) for v in r] for r in pipe.execute()]
+                    parts.append(np.asarray(rows, dtype="<f8").tobytes())
         return np.frombuffer(b"".join(parts), dtype="<f8").astype(np.float64).reshape(len(keys), len(fields))
 
     def set_many(self, rows: Mapping[str, Mapping[str, float]], ttl_s: int | None = None) -> None:
