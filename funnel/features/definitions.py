@@ -29,7 +29,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from itertools import repeat
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -241,20 +241,17 @@ def compute(
     for (g0, c0, s0, w0), x in user_sums.items():
         subs.setdefault((g0, c0, w0), {})[s0] = x
     flat = {
-        "user_category": [c for cats in meta.categories for c in cats],
-        "user_creator": [x for x in meta.creators if x],
+        "user_category": list(chain.from_iterable(meta.categories)),
+        "user_creator": list(filter(None, meta.creators)),
         "user_item": list(item_ids),
     }
     owner = {
-        "user_category": np.repeat(np.arange(n), [len(c) for c in meta.categories]),
-        "user_creator": np.flatnonzero([bool(x) for x in meta.creators]),
+        "user_category": np.repeat(np.arange(n), np.fromiter(map(len, meta.categories), np.intp, n)),
+        "user_creator": np.flatnonzero(np.fromiter(map(bool, meta.creators), np.bool_, n)),
         "user_item": np.arange(n),
     }
-    uniq = {e: list(dict.fromkeys(x)) for e, x in flat.items()}  # sub-entities: looked up once each
-    codes = {
-        e: np.fromiter(map({s: k for k, s in enumerate(uniq[e])}.__getitem__, x), np.intp, len(x))
-        for e, x in flat.items()
-    }
+    uniq: dict[str, list[str]] = {}  # each entity's distinct sub-entities, looked up once each
+    codes: dict[str, np.ndarray] = {}  # position of every flat sub-entity in uniq
     user: dict[str, object] = {}
     items: dict[str, np.ndarray] = {}
     values: dict[str, object] = {}
@@ -276,7 +273,15 @@ def compute(
             v = sum(1 for x in subs.get((g, c, w), {}).values() if x > 0)
         else:  # a user x item cross: the max over the item's sub-entities (0 without any)
             vals, v = subs.get((g, c, w)), np.zeros(n)
-            if vals:
+            if vals and f.entity == "user_item":  # one sub-entity per item: look each up directly
+                found = np.fromiter(map(vals.get, flat[f.entity], repeat(0.0)), np.float64, n)
+                np.maximum.at(v, owner[f.entity], found)
+            elif vals:
+                if f.entity not in uniq:
+                    x = flat[f.entity]
+                    uniq[f.entity] = list(dict.fromkeys(x))
+                    at = {s: k for k, s in enumerate(uniq[f.entity])}
+                    codes[f.entity] = np.fromiter(map(at.__getitem__, x), np.intp, len(x))
                 keys = uniq[f.entity]
                 found = np.fromiter(map(vals.get, keys, repeat(0.0)), np.float64, len(keys))
                 np.maximum.at(v, owner[f.entity], found[codes[f.entity]])
