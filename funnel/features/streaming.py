@@ -281,11 +281,19 @@ def prune(
 
 
 def read_recent(h: Mapping[str, float]) -> dict[str, int]:
-    """Item -> latest timestamp from a ``recent`` hash (fields ``"<item>|<ts>"``)."""
+    """Item -> latest timestamp from a ``recent`` hash (fields ``"<item>|<ts>"``; parses memoised)."""
     out: dict[str, int] = {}
+    if len(_RECENT) > 500_000:
+        _RECENT.clear()
     for field in h:
-        item, _, ts = field.rpartition("|")
-        t = int(ts)
+        parsed = _RECENT.get(field)
+        if parsed is None:
+            item, _, ts = field.rpartition("|")
+            parsed = _RECENT[field] = (item, int(ts))
+        item, t = parsed
         if t > out.get(item, -1):
             out[item] = t
     return out
+
+
+_RECENT: dict[str, tuple[str, int]] = {}

@@ -178,20 +178,35 @@ def window_sums(
         {('act', 'click', '', '1h'): 2.0, ('act', 'click', '', 'lifetime'): 5.0}
     """
     out = {} if out is None else out
-    bounds = {
-        res: [(w.name, w.lower_bound(t), w.bucket_start(t)) for w in ws] for res, ws in RES_WINDOWS.items()
-    }
+    global _MEMO
+    epoch = tuple(w.bucket_start(t) for w in WINDOWS.values())  # fixes every window's bounds
+    memo_epoch, memo = _MEMO  # one read: another thread may swap in another epoch's memo
+    if memo_epoch != epoch or len(memo) > 200_000:
+        memo = {}
+        _MEMO = (epoch, memo)
+    get = memo.get
     for group, h in hashes.items():
         for field, value in h.items():
-            parsed = parse_field(field)
-            if parsed is None:
-                continue
-            counter, sub, res, start = parsed
-            for window, lo, hi in bounds[res]:
-                if lo <= start <= hi:
-                    key = (group, counter, sub, window)
-                    out[key] = out.get(key, 0.0) + value
+            keys = get((group, field))
+            if keys is None:
+                keys = memo[(group, field)] = _window_keys(group, field, t)
+            for key in keys:
+                out[key] = out.get(key, 0.0) + value
     return out
+
+
+_MEMO: tuple[tuple[int, ...], dict] = ((), {})
+"""``(epoch, {(group, field): window_sums keys})``: the bucket starts at ``t`` fix every window."""
+
+
+def _window_keys(group: str, field: str, t: int) -> tuple[tuple[str, str, str, str], ...]:
+    """The ``(group, counter, sub, window)`` sums a bucket field adds to at ``t`` (none if stale)."""
+    parsed = parse_field(field)
+    if parsed is None:
+        return ()
+    counter, sub, res, start = parsed
+    inside = [w.name for w in RES_WINDOWS[res] if w.lower_bound(t) <= start <= w.bucket_start(t)]
+    return tuple((group, counter, sub, name) for name in inside)
 
 
 def stale_fields(h: dict[str, float], t: int) -> list[str]:
