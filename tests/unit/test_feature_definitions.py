@@ -83,6 +83,36 @@ def test_window_sums_read_only_buckets_in_window():
     assert stale_fields(h, t) == [field_name("n.click", "", "10m", T0 - 40 * MINUTE)]
 
 
+def test_window_sums_follow_t_across_bucket_epochs():
+    """The per-epoch memo never leaks one epoch's windows into another's (back and forth)."""
+    h = {
+        field_name("n.click", "", r, T0 + k * 10 * MINUTE): float(k + 1)
+        for k in range(-9, 9)
+        for r in ("10m",)
+    }
+    h.update({field_name("n.click", "", "3h", T0 + k * 3 * HOUR): 1.0 for k in range(-9, 3)})
+    h.update({field_name("n.click", "", "1d", T0 + k * DAY): 1.0 for k in range(-31, 2)})
+
+    def brute(t):
+        out = {}
+        for w in WINDOWS.values():
+            for f, v in h.items():
+                res, start = f.rpartition("|")[2].split(":")
+                if res == w.res and w.bucket_in_window(int(start), t):
+                    out[("act", "n.click", "", w.name)] = out.get(("act", "n.click", "", w.name), 0.0) + v
+        return out
+
+    for t in (
+        T0 + 25 * MINUTE,
+        T0 + 3 * HOUR,
+        T0 + 25 * MINUTE,
+        T0 - 5 * MINUTE,
+        T0 + 2 * DAY,
+        T0 + 25 * MINUTE,
+    ):
+        assert window_sums({"act": h}, t) == brute(t)
+
+
 def test_counters_feed_every_counting_feature():
     specs = counter_specs()
     assert [s.counter for s in specs["impressions"]] == ["n.imp"]
