@@ -204,11 +204,10 @@ class FeatureServer:
     def _meta(self, item_ids: list[str], hashes: list[dict[str, float]]) -> ItemMeta:
         if self.catalog is not None:
             c = self.catalog
-            pub = [c.published_at.get(i) for i in item_ids]
-            return ItemMeta(
-                np.array([np.nan if p is None else p for p in pub], dtype=np.float64),
-                [c.categories.get(i, ()) for i in item_ids],
-                [c.creators.get(i) for i in item_ids],
+            return ItemMeta(  # numpy reads None as NaN in a float array
+                np.array(list(map(c.published_at.get, item_ids)), dtype=np.float64),
+                list(map(c.categories.get, item_ids, repeat(()))),
+                list(map(c.creators.get, item_ids)),
             )
         pub_at, cats, creators = [], [], []
         for h in hashes:
