@@ -27,8 +27,9 @@ Values: ``HINCRBYFLOAT`` adds in long double and prints at most 17 decimals, so 
 come back exact (``"3"`` -> ``3.0``) up to 2**53, while a non-integer sum can differ from the
 memory store in its last bit and increments below ``1e-17`` vanish. A sum overflowing to
 infinity makes Redis abort the script: the events before it in the chunk stay applied, that one
-is left half-applied with its dedup key set (the memory store would store ``inf``). Keep features
-in range.
+is left half-applied with its dedup key set (the memory store would store ``inf``); under
+``apply_sums`` the whole chunk's dedup keys are set first, so such an abort leaves the chunk
+partly applied. Keep features in range.
 
 Example (needs a server, so not run as a doctest)::
 
