@@ -6,7 +6,8 @@ catalogue and users tables whole), with ``now`` = the split's cut (or the last t
 Each test user is then asked for candidates from their training history — recent items newest
 first, segments from their attributes — as of ``now``. For every ``K`` a source's list is cut to
 ``K``, and the merged set is :class:`~funnel.retrieval.retriever.Retriever`'s merge with
-``total = K``. ``recall@K`` is the mean over test users of ``|hits| / |test items|``.
+``total = K``, its quotas learned (by default) on a validation split of the training part only.
+``recall@K`` is the mean over test users of ``|hits| / |test items|``.
 
 Example:
     >>> import pyarrow as pa
@@ -32,13 +33,11 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from funnel.core.interactions import Interactions
-from funnel.eval.splits import make_split
 from funnel.retrieval.merge import merge
+from funnel.retrieval.quotas import history_query, retrieve_batched, split_data
 from funnel.retrieval.retriever import Retriever
-from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
-from funnel.retrieval.sources.common import retrieval_data, user_attributes
-
-SEGMENT_FIELDS = ("country", "age_bucket", "device")
+from funnel.retrieval.source import Candidates
+from funnel.retrieval.sources.common import retrieval_data
 
 
 def load_tables(path: str | Path, fmt: str) -> tuple[pa.Table, pa.Table | None, pa.Table | None]:
@@ -49,33 +48,6 @@ def load_tables(path: str | Path, fmt: str) -> tuple[pa.Table, pa.Table | None, 
     import_dataset(path, fmt, sink=lambda kind, t: got.setdefault(kind, []).append(t), progress=False)
     tables = {kind: pa.concat_tables(ts) for kind, ts in got.items()}
     return tables["interactions"], tables.get("items"), tables.get("users")
-
-
-def _recent(inter: Interactions, n_users: int) -> list[np.ndarray]:
-    """Per user, their distinct positive items, most recent (last event) first."""
-    pos = inter.positive_mask()
-    u, i, ts = (
-        inter.user_idx[pos].astype(np.int64),
-        inter.item_idx[pos].astype(np.int64),
-        inter.timestamp[pos],
-    )
-    order = np.lexsort((-ts, u))
-    u, i = u[order], i[order]
-    key = u * max(1, inter.n_items) + i
-    _, first = np.unique(key, return_index=True)
-    first = np.sort(first)
-    u, i = u[first], i[first]
-    bounds = np.searchsorted(u, np.arange(n_users + 1))
-    return [i[bounds[v] : bounds[v + 1]] for v in range(n_users)]
-
-
-def _query(data: RetrievalData, X: sp.csr_matrix, users: np.ndarray) -> RetrievalQuery:
-    """The request of ``users`` at ``data.now_ms``: training histories, recent items, segments."""
-    recent = _recent(data.interactions, data.X.shape[0])
-    attrs = user_attributes(data.users, SEGMENT_FIELDS)
-    segments = [{f: attrs[f][u] for f in SEGMENT_FIELDS if attrs[f][u]} for u in users]
-    ids = data.users.column("user_id").take(pa.array(users)).to_pylist()
-    return RetrievalQuery(ids, X[users], [recent[u] for u in users], segments, data.now_ms)
 
 
 def _recall(lists: Sequence[np.ndarray], test: sp.csr_matrix) -> float:
@@ -105,7 +77,7 @@ def retrieval_report(
     items: pa.Table | None = None,
     users: pa.Table | None = None,
     ratio: float = 0.8,
-    quotas: Mapping[str, float] | None = None,
+    quotas: Mapping[str, float] | str | None = "learn",
     max_users: int | None = None,
     batch: int = 1024,
     dataset: str = "dataset",
@@ -121,7 +93,9 @@ def retrieval_report(
         items: the catalogue table (optional; publish dates, metadata-only items).
         users: the users table (optional; segments from its attributes).
         ratio: the training fraction.
-        quotas: the merge's quota weights (default: the Retriever's).
+        quotas: the merge's quota weights; ``"learn"`` (default): learned by the Retriever on a
+            validation split of the training part made with the same ``protocol``, ``ratio`` and
+            ``seed`` (see :mod:`funnel.retrieval.quotas`); ``None``: the Retriever's defaults.
         max_users: evaluate a random sample of at most this many test users.
         batch: users per retrieval call.
         dataset: the name written in the report.
@@ -132,38 +106,17 @@ def retrieval_report(
     """
     t0 = time.perf_counter()
     full = retrieval_data(interactions, items, users)
-    inter = full.interactions
-    split = make_split(inter, protocol, ratio, seed)
-    m = inter.n_items
-    if split.cut_timestamp is not None:
-        mask = inter.timestamp <= split.cut_timestamp
-    else:
-        tr = split.train.tocoo()
-        mask = np.isin(
-            inter.user_idx.astype(np.int64) * m + inter.item_idx, tr.row.astype(np.int64) * m + tr.col
-        )
-    train_inter = inter.subset(mask)
-    now = split.cut_timestamp if split.cut_timestamp is not None else int(train_inter.timestamp.max())
-    data = RetrievalData(train_inter, split.train, full.items, full.users, int(now))
-    retriever = Retriever(sources, quotas).fit(data)
+    data, split = split_data(full, protocol, ratio, seed)
+    m = full.interactions.n_items
+    learn = {"protocol": protocol, "ratio": ratio, "seed": seed}
+    retriever = Retriever(sources, quotas, learn=learn).fit(data)
     test_users = split.test_users
     if max_users is not None and len(test_users) > max_users:
         rng = np.random.default_rng(seed)
         test_users = np.sort(rng.choice(test_users, max_users, replace=False))
-    query = _query(data, split.train, test_users)
+    query = history_query(data, test_users)
     test = split.test[test_users]
-    kmax = max(ks)
-    per_source: dict[str, list[Candidates]] = {name: [] for name in retriever.sources_}
-    for s in range(0, len(query), batch):
-        sub = RetrievalQuery(
-            query.user_ids[s : s + batch],
-            query.histories[s : s + batch],
-            query.recent[s : s + batch],
-            query.segments[s : s + batch],
-            query.now_ms,
-        )
-        for name, source in retriever.sources_.items():
-            per_source[name] += source.retrieve(sub, kmax)
+    per_source = retrieve_batched(retriever.sources_, query, max(ks), batch)
     results: dict[str, dict[str, float]] = {}
     for name, lists in per_source.items():
         results[name] = {f"recall@{k}": _recall([c.items[:k] for c in lists], test) for k in ks}
@@ -172,7 +125,7 @@ def retrieval_report(
         q = retriever.user_quotas(query, k)
         cut = {
             name: [
-                c.items[: min(k, math.ceil(retriever.overfetch * qu[name]))]
+                c.items[: min(k, math.ceil(retriever.overfetch_ * qu[name]))]
                 for c, qu in zip(lists, q, strict=True)
             ]
             for name, lists in per_source.items()

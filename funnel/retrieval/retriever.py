@@ -11,6 +11,12 @@ weights depend on the user's state — the cold-start policy:
   by ``warming_boost`` (default: content and item_knn ×2).
 * **warm**: ``quotas``.
 
+``quotas="learn"`` learns the warm users' weights in :meth:`Retriever.fit` (see
+:mod:`funnel.retrieval.quotas`): the sources are fitted on the training data before a validation
+cut, the weights chosen by greedy water-filling on the held-out tail's Recall@``total``, and the
+sources then refitted on all of the data — fitting costs about twice as much. The learned weights
+(``learned_quotas_``) are saved with the retriever.
+
 Each source is asked for ``ceil(overfetch × its largest quota in the batch)`` candidates so that
 overlap between sources still fills ``total``. A source that raises is dropped for that batch
 (partial results; the error is kept in ``last_errors_``), and with a ``budget_ms`` the sources
@@ -41,8 +47,9 @@ from typing import Any, Self
 import numpy as np
 
 from funnel.core.artifacts import load_artifact, save_artifact
-from funnel.core.errors import NotTrainedError
+from funnel.core.errors import NotTrainedError, ValidationError
 from funnel.retrieval.merge import DEFAULT_TOTAL, MergedCandidates, merge
+from funnel.retrieval.quotas import learn_quotas
 from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
 from funnel.retrieval.sources.registry import load_source, make_source
 
@@ -82,7 +89,9 @@ class Retriever:
 
     Args:
         sources: source name -> hyper-parameters (default :data:`DEFAULT_SOURCES`).
-        quotas: warm users' weights per source name (default :data:`DEFAULT_QUOTAS`).
+        quotas: warm users' weights per source name (default :data:`DEFAULT_QUOTAS`), or
+            ``"learn"``: learned in ``fit`` on a validation split of the training data
+            (sources are then asked for more than ``overfetch`` × quota if the learned quotas overlap).
         total: merged candidates per user.
         overfetch: each source returns this many times its quota.
         warm_threshold: users with fewer history items are "warming".
@@ -90,43 +99,80 @@ class Retriever:
         warming_boost: multipliers of ``quotas`` for warming users (default :data:`WARMING_BOOST`).
         budget_ms: time for the sources of one batch; once spent, the sources not yet asked (in
             configuration order) are skipped (``None``: no budget).
+        learn: with ``quotas="learn"``, keyword arguments of :func:`~funnel.retrieval.quotas.learn_quotas`
+            (``protocol``, ``ratio``, ``max_users``, ``block``, ``seed``).
 
     Attributes:
         sources_: name -> fitted source; last_errors_ / last_seconds_: per source, of the last batch.
+        learned_quotas_: with ``quotas="learn"``, the learned weights (``fit`` or ``load``).
     """
 
     def __init__(
         self,
         sources: Mapping[str, Mapping[str, Any]] | None = None,
-        quotas: Mapping[str, float] | None = None,
+        quotas: Mapping[str, float] | str | None = None,
         total: int = DEFAULT_TOTAL,
         overfetch: float = 1.5,
         warm_threshold: int = 5,
         cold_quotas: Mapping[str, float] | None = None,
         warming_boost: Mapping[str, float] | None = None,
         budget_ms: float | None = None,
+        learn: Mapping[str, Any] | None = None,
     ) -> None:
         self.sources = {k: dict(v) for k, v in (sources if sources is not None else DEFAULT_SOURCES).items()}
-        self.quotas = dict(quotas if quotas is not None else DEFAULT_QUOTAS)
+        if isinstance(quotas, str) and quotas != "learn":
+            raise ValidationError(f'quotas must be a mapping or "learn", got {quotas!r}', field="quotas")
+        self.quotas: dict[str, float] | str = (
+            quotas if isinstance(quotas, str) else dict(quotas if quotas is not None else DEFAULT_QUOTAS)
+        )
         self.total = total
         self.overfetch = overfetch
         self.warm_threshold = warm_threshold
         self.cold_quotas = dict(cold_quotas if cold_quotas is not None else COLD_QUOTAS)
         self.warming_boost = dict(warming_boost if warming_boost is not None else WARMING_BOOST)
         self.budget_ms = budget_ms
+        self.learn = dict(learn or {})
         self.last_errors_: dict[str, str] = {}
         self.last_seconds_: dict[str, float] = {}
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments (what :meth:`save` writes)."""
         keys = ("sources", "quotas", "total", "overfetch", "warm_threshold", "cold_quotas", "warming_boost")
-        keys += ("budget_ms",)
+        keys += ("budget_ms", "learn")
         return {k: getattr(self, k) for k in keys}
 
     def fit(self, data: RetrievalData) -> Self:
-        """Build and fit every configured source on ``data``."""
-        self.sources_ = {name: make_source(name, **params).fit(data) for name, params in self.sources.items()}
+        """Build and fit every configured source on ``data`` (learning the quotas first if asked)."""
+        if self.quotas == "learn":
+            budgets = [max(1, self.total // 4), max(1, self.total // 2)]
+            kwargs = {"min_history": self.warm_threshold, "budgets": budgets, **self.learn}
+            self.learned_quotas_ = learn_quotas(self._fit_sources, data, self.total, **kwargs)
+        self.sources_ = self._fit_sources(data)
         return self
+
+    def _fit_sources(self, data: RetrievalData) -> dict[str, Any]:
+        return {name: make_source(name, **params).fit(data) for name, params in self.sources.items()}
+
+    @property
+    def overfetch_(self) -> float:
+        """The overfetch used: ``overfetch``, or more when learned quotas overlap (their sum × 1.1)."""
+        sums = [sum(w.values()) for g in getattr(self, "learned_quotas_", {}).values() for w in g.values()]
+        return max([self.overfetch, *(1.1 * x for x in sums)])
+
+    def warm_quotas(self, group: str = "warm", total: int | None = None) -> dict[str, float] | None:
+        """The ``warm`` (or ``warming``) users' weights: configured or learned (None: not learned).
+
+        Learned weights are those learned for the candidate count nearest ``total`` (log scale);
+        too few warm validation users: :data:`DEFAULT_QUOTAS`.
+        """
+        if isinstance(self.quotas, str):
+            self._check()
+            learned = self.learned_quotas_.get(group)
+            if not learned:
+                return dict(DEFAULT_QUOTAS) if group == "warm" else None
+            total = self.total if total is None else total
+            return learned[min(learned, key=lambda b: abs(math.log(b / total)))]
+        return dict(self.quotas) if group == "warm" else None
 
     def _check(self) -> None:
         if not hasattr(self, "sources_"):
@@ -138,14 +184,17 @@ class Retriever:
         total = self.total if total is None else total
         n_hist = np.diff(query.histories.tocsr().indptr)
         names = list(self.sources_)
+        warm, warming = self.warm_quotas("warm", total), self.warm_quotas("warming", total)
         out = []
         for u in range(len(query)):
             n_recent = len(query.recent[u]) if u < len(query.recent) else 0
             if n_hist[u] == 0 and n_recent == 0:
                 w = {s: self.cold_quotas.get(s, 0.0) for s in names}
+            elif warming is not None and n_hist[u] < self.warm_threshold:
+                w = {s: warming.get(s, 0.0) for s in names}
             else:
                 boost = self.warming_boost if n_hist[u] < self.warm_threshold else {}
-                w = {s: self.quotas.get(s, 0.1) * boost.get(s, 1.0) for s in names}
+                w = {s: (warm or {}).get(s, 0.1) * boost.get(s, 1.0) for s in names}
             mass = sum(w.values())
             out.append({s: total * v / mass if mass > 0 else 0.0 for s, v in w.items()})
         return out
@@ -158,7 +207,7 @@ class Retriever:
         self.last_errors_, self.last_seconds_ = {}, {}
         start = time.perf_counter()
         for name, source in self.sources_.items():
-            k = min(total, math.ceil(self.overfetch * max((q[name] for q in quotas), default=0.0)))
+            k = min(total, math.ceil(self.overfetch_ * max((q[name] for q in quotas), default=0.0)))
             t = time.perf_counter()
             if k > 0 and self.budget_ms is not None and (t - start) * 1000 >= self.budget_ms:
                 self.last_errors_[name] = f"skipped: the {self.budget_ms} ms budget was spent"
@@ -188,7 +237,12 @@ class Retriever:
         folder = Path(folder)
         for name, source in self.sources_.items():
             source.save(folder / "sources" / name)
-        save_artifact(folder, KIND, FORMAT_VERSION, self.get_params(), {}, {"fitted": list(self.sources_)})
+        meta: dict[str, Any] = {"fitted": list(self.sources_)}
+        if hasattr(self, "learned_quotas_"):
+            meta["learned_quotas"] = {
+                g: {str(b): w for b, w in by.items()} for g, by in self.learned_quotas_.items()
+            }
+        save_artifact(folder, KIND, FORMAT_VERSION, self.get_params(), {}, meta)
 
     @classmethod
     def load(cls, folder: str | Path) -> Self:
@@ -198,4 +252,10 @@ class Retriever:
         retriever.sources_ = {
             name: load_source(Path(folder) / "sources" / name) for name in art.meta["fitted"]
         }
+        if "learned_quotas" in art.meta:
+            learned = art.meta["learned_quotas"]
+            retriever.learned_quotas_ = {
+                g: {int(b): {k: float(v) for k, v in w.items()} for b, w in by.items()}
+                for g, by in learned.items()
+            }
         return retriever

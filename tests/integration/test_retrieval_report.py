@@ -19,6 +19,17 @@ Measured (default quotas als 0.35 / item_knn 0.15 / trending 0.35 / new_items 0.
 With every default (new_items' 30-day window finds nothing on MovieTweetings) the merged set still
 leads: 0.5409 / 0.6082 (temporal) and 0.6687 / 0.7447 vs trending's 0.6322 / 0.7190 (``strat``).
 
+The report now learns its quotas (``quotas="learn"``, on a validation split of the training part).
+All seven sources (``evaluate --stage retrieval --sources …``, every test user, two_tower 8 epochs):
+
+    MovieTweetings 100K   temporal 0.8 (@500 / @1000)   strat 0.75 (@500 / @1000)
+    two_tower (best)      0.6603 / 0.7487               0.6924 / 0.7790
+    merged, fixed quotas  0.6196 / 0.7146               -
+    merged, learned       0.6703 / 0.7541               0.6984 / 0.7817
+
+On synthetic data with all seven sources two_tower alone still leads at K=500 (0.5929 vs merged
+0.5855; at 1000 merged leads, 0.7208 vs 0.7177): an ``xfail`` test records it.
+
 Command: ``.venv/bin/python -m pytest -q tests/integration/test_retrieval_report.py``.
 """
 
@@ -37,24 +48,27 @@ DATA = Path(
     )
 )
 KS = (500, 1000)
-SOURCES = ["als", "item_knn", "trending", "new_items", "editorial"]
+DEFAULT_SOURCES = ["als", "item_knn", "trending", "new_items", "editorial"]
+SOURCES = [*DEFAULT_SOURCES, "content", "two_tower"]
+FAST = {"two_tower": {"epochs": 3}}
+"""Smaller settings that keep the file's runtime down (the sources are fitted twice: quotas are learned)."""
 
 pytestmark = pytest.mark.slow
 
 
-def assert_merged_beats_every_source(report):
+def assert_merged_beats_every_source(report, sources=SOURCES):
     results = report["results"]
-    assert set(results) == {*SOURCES, "merged"}
+    assert set(results) == {*sources, "merged"}
     for k in KS:
         key = f"recall@{k}"
-        best = max(results[name][key] for name in SOURCES)
+        best = max(results[name][key] for name in sources)
         assert results["merged"][key] > best, (key, results)
 
 
 @pytest.mark.skipif(not (DATA / "ratings.dat").exists(), reason=f"MovieTweetings not found at {DATA}")
 def test_movietweetings_merged_beats_every_source():
     interactions, items, users = load_tables(DATA, "movietweetings")
-    params = {name: {} for name in SOURCES} | {"new_items": {"window_days": 365.0}}
+    params = {name: {} for name in SOURCES} | FAST | {"new_items": {"window_days": 365.0}}
     report = retrieval_report(
         interactions,
         "temporal",
@@ -71,18 +85,28 @@ def test_movietweetings_merged_beats_every_source():
     assert report["results"]["merged"]["recall@1000"] > 0.6
 
 
-def test_synthetic_merged_beats_every_source():
+def synthetic_report(sources):
     ds = generate(SyntheticConfig(n_users=3000, n_items=10_000, n_interactions=150_000, seed=1))
-    report = retrieval_report(
+    return retrieval_report(
         ds.interactions,
         "temporal",
         KS,
-        None,
+        sources,
         42,
         items=ds.items,
         users=ds.users,
         max_users=1500,
         dataset="synthetic",
     )
-    assert_merged_beats_every_source(report)
+
+
+def test_synthetic_merged_beats_every_source():
+    report = synthetic_report(None)
+    assert_merged_beats_every_source(report, DEFAULT_SOURCES)
     assert report["results"]["merged"]["recall@1000"] > 0.5
+
+
+@pytest.mark.xfail(reason="two_tower alone leads at K=500 on synthetic data by < 0.01 (learned quotas)")
+def test_synthetic_all_seven_sources_merged_beats_every_source():
+    report = synthetic_report({name: {} for name in SOURCES} | FAST)
+    assert_merged_beats_every_source(report)
