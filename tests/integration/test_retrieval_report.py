@@ -25,7 +25,7 @@ All seven sources (``evaluate --stage retrieval --sources …``, every test user
     MovieTweetings 100K   temporal 0.8 (@500 / @1000)   strat 0.75 (@500 / @1000)
     two_tower (best)      0.6603 / 0.7487               0.6924 / 0.7790
     merged, fixed quotas  0.6196 / 0.7146               -
-    merged, learned       0.6703 / 0.7541               0.6984 / 0.7817
+    merged, learned       0.6672 / 0.7535               0.7016 / 0.7814
 
 On synthetic data with all seven sources two_tower alone still leads at K=500 (0.5929 vs merged
 0.5855; at 1000 merged leads, 0.7208 vs 0.7177): an ``xfail`` test records it.
