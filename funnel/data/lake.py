@@ -142,8 +142,8 @@ def _latest_per_key(table: pa.Table, key: str) -> pa.Table:
     """Keep the last occurrence of every key (later parts and rows override earlier ones)."""
     n = table.num_rows
     reversed_keys = table.column(key).take(pa.array(range(n - 1, -1, -1)))
-    first_in_reversed = pc.index_in(
-        pc.unique(reversed_keys), value_set=reversed_keys
-    ).to_numpy(zero_copy_only=False)
+    first_in_reversed = pc.index_in(pc.unique(reversed_keys), value_set=reversed_keys).to_numpy(
+        zero_copy_only=False
+    )
     keep = np.sort(n - 1 - first_in_reversed.astype(np.int64))
     return table.take(pa.array(keep))
