@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -24,6 +23,7 @@ import scipy.sparse as sp
 
 from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.errors import NotTrainedError, ValidationError
+from funnel.core.estimator import Estimator
 
 SCORE_BLOCK_FLOATS = 1 << 24
 """Dense scores held at once by ``recommend``/``similar_items`` (16M float32 = 64 MiB)."""
@@ -165,7 +165,7 @@ def as_matrix(X: Any, n_items: int | None = None, name: str = "X") -> sp.csr_mat
     return X
 
 
-class BaseRecommender:
+class BaseRecommender(Estimator):
     """Shared behaviour: validation, batched ``recommend``/``similar_items``, save/load.
 
     Subclasses set ``kind``, implement ``fit``, ``_scores(rows) -> dense [n, n_items]``,
@@ -175,21 +175,6 @@ class BaseRecommender:
     kind: ClassVar[str] = "base"
     format_version: ClassVar[int] = 1
     n_items_: int
-
-    def get_params(self) -> dict[str, Any]:
-        """The hyper-parameters given to ``__init__`` (what ``save`` writes to the manifest)."""
-        params = inspect.signature(type(self).__init__).parameters.values()
-        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        return {p.name: getattr(self, p.name) for p in params if p.name != "self" and p.kind in named}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
-
-    @property
-    def is_fitted(self) -> bool:
-        """Whether ``fit`` (or ``load``) has run."""
-        return hasattr(self, "n_items_")
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:

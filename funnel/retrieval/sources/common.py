@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -30,6 +29,7 @@ import scipy.sparse as sp
 
 from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.errors import NotTrainedError, ValidationError
+from funnel.core.estimator import Estimator
 from funnel.core.interactions import Interactions
 from funnel.core.schema import ITEMS, USERS
 from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
@@ -120,27 +120,12 @@ def candidates(
     return Candidates(np.asarray(items, np.int32), np.asarray(scores, np.float32), reasons, anchors)
 
 
-class BaseSource:
+class BaseSource(Estimator):
     """Estimator plumbing shared by the sources: params, fitted check, versioned save/load."""
 
     name: ClassVar[str] = "base"
     format_version: ClassVar[int] = 1
     n_items_: int
-
-    def get_params(self) -> dict[str, Any]:
-        """The hyper-parameters given to ``__init__`` (written to the manifest by ``save``)."""
-        params = inspect.signature(type(self).__init__).parameters.values()
-        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        return {p.name: getattr(self, p.name) for p in params if p.name != "self" and p.kind in named}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
-
-    @property
-    def is_fitted(self) -> bool:
-        """Whether ``fit`` (or ``load``) has run."""
-        return hasattr(self, "n_items_")
 
     def _check(self, query: RetrievalQuery | None = None, k: int = 1) -> None:
         if not self.is_fitted:
