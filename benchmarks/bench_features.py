@@ -25,11 +25,10 @@ from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
-import pyarrow as pa
 
 from benchmarks.common import machine_meta, print_table, write_results
-from funnel.core.schema import Impression, Interaction
-from funnel.data.synthetic import SyntheticConfig, generate
+from funnel.core.schema import Interaction
+from funnel.data.synthetic import SyntheticConfig, event_stream, generate
 from funnel.events.memory_log import MemoryEventLog
 from funnel.features.definitions import FEATURE_VERSION
 from funnel.features.online.memory import MemoryOnlineStore
@@ -50,30 +49,7 @@ def make_stream(n_events: int, seed: int = 0):
     ds = generate(
         SyntheticConfig(n_users=2_000, n_items=3_000, n_interactions=int(n_events * 0.62), seed=seed)
     )
-    inter = ds.interactions.to_pydict()
-    ts = ds.interactions.column("timestamp").cast(pa.int64()).to_pylist()
-    events: list = [
-        Interaction(u, i, ty, t, v, e)
-        for u, i, ty, t, v, e in zip(
-            inter["user_id"],
-            inter["item_id"],
-            inter["type"],
-            ts,
-            inter["value"],
-            inter["event_id"],
-            strict=True,
-        )
-    ]
-    imp = ds.impressions.to_pydict()
-    its = ds.impressions.column("timestamp").cast(pa.int64()).to_pylist()
-    events += [
-        Impression(r, u, tuple(i), tuple(p), t)
-        for r, u, i, p, t in zip(
-            imp["request_id"], imp["user_id"], imp["item_ids"], imp["positions"], its, strict=True
-        )
-    ]
-    events.sort(key=lambda e: e.timestamp)
-    return ds, events[:n_events]
+    return ds, event_stream(ds, limit=n_events)
 
 
 def bench_stream(events: list, store, catalog: Catalog) -> dict:

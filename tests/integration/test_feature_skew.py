@@ -13,8 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from funnel.core.schema import Impression, Interaction
-from funnel.data.synthetic import SyntheticConfig, generate
+from funnel.data.synthetic import SyntheticConfig, event_stream, generate
 from funnel.events.memory_log import MemoryEventLog
 from funnel.features.definitions import FEATURES
 from funnel.features.offline import OfflineStore, compact
@@ -36,30 +35,7 @@ def open_store(backend: str, request: pytest.FixtureRequest):
 
 
 def events_of(ds) -> list:
-    inter = ds.interactions.to_pydict()
-    ts = ds.interactions.column("timestamp").cast(pa.int64()).to_pylist()
-    out: list = [
-        Interaction(u, i, ty, t, v, e)
-        for u, i, ty, t, v, e in zip(
-            inter["user_id"],
-            inter["item_id"],
-            inter["type"],
-            ts,
-            inter["value"],
-            inter["event_id"],
-            strict=True,
-        )
-    ]
-    imp = ds.impressions.to_pydict()
-    its = ds.impressions.column("timestamp").cast(pa.int64()).to_pylist()
-    out += [
-        Impression(r, u, tuple(items), tuple(pos), t)
-        for r, u, items, pos, t in zip(
-            imp["request_id"], imp["user_id"], imp["item_ids"], imp["positions"], its, strict=True
-        )
-    ]
-    out.sort(key=lambda e: e.timestamp)
-    return out[:N_EVENTS]
+    return event_stream(ds, limit=N_EVENTS)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,15 @@ sampled from, whose ``affinity`` and ``top_k`` are the oracle a model should app
 
 from funnel.data.synthetic.config import SyntheticConfig
 from funnel.data.synthetic.dataset import SyntheticDataset, generate, read_dataset, write_dataset
+from funnel.data.synthetic.stream import event_stream
 from funnel.data.synthetic.truth import GroundTruth
 
-__all__ = ["GroundTruth", "SyntheticConfig", "SyntheticDataset", "generate", "read_dataset", "write_dataset"]
+__all__ = [
+    "GroundTruth",
+    "SyntheticConfig",
+    "SyntheticDataset",
+    "event_stream",
+    "generate",
+    "read_dataset",
+    "write_dataset",
+]
