@@ -94,17 +94,32 @@ class ALSRecommender(BaseRecommender):
         self._model = model
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self.n_items_ = X.shape[1]
+        self._set_gram()
         return self
 
     def user_factors(self, user_rows: sp.csr_matrix) -> np.ndarray:
-        """Fold histories in: the least-squares user factor of each row, ``float32 [n, factors]``."""
+        """Fold histories in: the least-squares user factor of each row, ``float32 [n, factors]``.
+
+        Solves ``(YᵀY + λI + Σ_i (c_i − 1) y_i y_iᵀ) x = Σ_i c_i y_i`` with ``c_i = 1 + α·h_i``
+        over the row's items — what ``implicit``'s ``recalculate_user`` solves, without its
+        per-call thread setup (``YᵀY + λI`` is computed once, at fit or load). Empty rows give 0.
+        """
         self._check_fitted()
-        rows = as_matrix(user_rows, self.n_items_, "user_rows")
-        with threadpool_limits(1, "blas"):
-            return np.asarray(
-                self._model.recalculate_user(np.arange(rows.shape[0]), self._confidence(rows)),
-                dtype=np.float32,
-            )
+        H = as_matrix(user_rows, self.n_items_, "user_rows")
+        Y = self.item_factors_
+        out = np.zeros((H.shape[0], Y.shape[1]), dtype=np.float32)
+        for u in range(H.shape[0]):
+            s, e = H.indptr[u], H.indptr[u + 1]
+            if s == e:
+                continue
+            Yi = Y[H.indices[s:e]].astype(np.float64)
+            c = 1.0 + self.alpha * H.data[s:e].astype(np.float64)
+            out[u] = np.linalg.solve(self.gram_ + (Yi.T * (c - 1.0)) @ Yi, Yi.T @ c)
+        return out
+
+    def _set_gram(self) -> None:
+        Y = self.item_factors_.astype(np.float64)
+        self.gram_ = Y.T @ Y + self.regularization * np.eye(Y.shape[1])
 
     def _scores(self, rows: sp.csr_matrix) -> np.ndarray:
         return self.user_factors(rows) @ self.item_factors_.T
@@ -120,6 +135,4 @@ class ALSRecommender(BaseRecommender):
 
     def _set_state(self, arrays: dict[str, Any]) -> None:
         self.item_factors_ = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)
-        self._model = self._implicit()
-        self._model.item_factors = self.item_factors_
-        self._model.user_factors = np.zeros((0, self.factors), dtype=np.float32)
+        self._set_gram()

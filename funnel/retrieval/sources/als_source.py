@@ -70,7 +70,6 @@ class ALSSource(BaseSource):
     Attributes:
         item_factors_: ``float32 [n_items, factors]``.
         index_: the fitted ``AnnIndex`` over the item factors.
-        gram_: ``YᵀY + λI`` (``float64``), the fold-in's constant part.
     """
 
     name = "als"
@@ -114,30 +113,13 @@ class ALSSource(BaseSource):
 
     def _finish(self, item_factors: np.ndarray) -> None:
         self.item_factors_ = item_factors
-        self._gram()
         vectors = mips_augment(item_factors) if self._augmented() else item_factors
         self.index_ = build_index(self.index, vectors, self.index_params)
         self.n_items_ = item_factors.shape[0]
 
     def user_vectors(self, histories: sp.csr_matrix) -> np.ndarray:
-        """Fold histories in: each row's least-squares user factor, ``float32 [n, factors]``.
-
-        Solves ``(YᵀY + λI + Σ_i (c_i − 1) y_i y_iᵀ) x = Σ_i c_i y_i`` with ``c_i = 1 + α·h_i``
-        over the row's items — what ``implicit`` solves, without its per-call thread setup
-        (``YᵀY + λI`` is computed once, at fit or load).
-        """
-        H = sp.csr_matrix(histories)
-        out = np.zeros((H.shape[0], self.item_factors_.shape[1]), dtype=np.float32)
-        Y = self.item_factors_
-        for u in range(H.shape[0]):
-            s, e = H.indptr[u], H.indptr[u + 1]
-            if s == e:
-                continue
-            Yi = Y[H.indices[s:e]].astype(np.float64)
-            c = 1.0 + self.alpha * H.data[s:e].astype(np.float64)
-            A = self.gram_ + (Yi.T * (c - 1.0)) @ Yi
-            out[u] = np.linalg.solve(A, Yi.T @ c)
-        return out
+        """Fold histories in (:meth:`ALSRecommender.user_factors`): ``float32 [n, factors]``."""
+        return self.model_.user_factors(histories)
 
     def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidates]:
         """Top ``k`` items by inner product with each user's folded-in factor, seen items excluded."""
@@ -166,11 +148,6 @@ class ALSSource(BaseSource):
         model._set_state({"item_factors": arrays["item_factors"]})
         self.model_ = model
         self.item_factors_ = model.item_factors_
-        self._gram()
-
-    def _gram(self) -> None:
-        Y = self.item_factors_.astype(np.float64)
-        self.gram_ = Y.T @ Y + self.regularization * np.eye(Y.shape[1])
 
     def save(self, folder: str | Path) -> None:
         """Write the item factors (``arrays.npz``) and the ANN index (``index/``) to ``folder``."""
