@@ -1,11 +1,11 @@
-"""Declarative feature definitions and the one function that turns window sums into values.
+"""Declarative feature definitions: what each feature aggregates, and the counters behind them.
 
 A :class:`FeatureDef` names an entity, a source, an aggregation, a window and a TTL. Counting
 aggregations are backed by *counters* (``"<amount>.<events>"``, e.g. ``n.click``: one per click;
 ``v.rating``: the rating value) kept per time bucket (see :mod:`funnel.features.windows`). The
 offline path (DuckDB) and the online path (bucket hashes) both reduce to the same mapping
-``{(counter, sub, window): sum}``; :func:`compute` derives every feature from it, so the derivation
-itself can never skew.
+``{(counter, sub, window): sum}``; :func:`~funnel.features.vectors.compute` derives every
+feature from it, so the derivation itself can never skew.
 
 Entities: ``user``, ``item``, ``user_category`` / ``user_creator`` (evaluated for a user and a
 candidate item: the max over the item's categories, resp. its creator), ``user_item``.
@@ -29,12 +29,9 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from itertools import chain, repeat
-
-import numpy as np
 
 from funnel.core.schema import EVENT_TYPES, NEGATIVE_TYPES
-from funnel.features.windows import DAY, LIFETIME, WINDOWS
+from funnel.features.windows import LIFETIME, WINDOWS
 
 POSITIVE = tuple(t for t in EVENT_TYPES if t not in NEGATIVE_TYPES)
 """Event types that count as engagement (the ``positive`` event set)."""
@@ -203,92 +200,8 @@ def item_columns(defs: Sequence[FeatureDef] = FEATURES) -> list[tuple[str, str, 
     return sorted({(f.group(), f.counter, f.window) for f in defs if f.entity == "item" and f.counter})
 
 
-@dataclass
-class ItemMeta:
-    """Catalogue facts of candidate items: ``published_at`` ms (NaN unknown), categories, creator."""
-
-    published_at: np.ndarray
-    categories: list[tuple[str, ...]]
-    creators: list[str | None]
-
-
 def last_n(recent: Mapping[str, int], t: int, n: int) -> list[str]:
     """The ``n`` most recent items with a timestamp before ``t``: newest first, ties by item id."""
     before = [(ts, item) for item, ts in recent.items() if ts < t]
     before.sort(reverse=True)
     return [item for _, item in before[:n]]
-
-
-def compute(
-    t: int,
-    user_sums: Mapping[tuple[str, str, str, str], float],
-    recent: Mapping[str, int],
-    item_ids: Sequence[str],
-    item_matrix: np.ndarray,
-    meta: ItemMeta,
-    defs: Sequence[FeatureDef] = FEATURES,
-) -> tuple[dict[str, object], dict[str, np.ndarray]]:
-    """Every feature at ``t`` for one user and ``len(item_ids)`` candidate items.
-
-    ``user_sums`` maps ``(group, counter, sub, window)`` to the user's window sums (every group
-    of the user: activity, categories, creators, items); ``item_matrix[i, j]`` is item ``i``'s
-    window sum of :func:`item_columns` ``[j]``. Returns
-    ``(user values, per-item arrays)``; user x item crosses are per-item arrays.
-    """
-    n = len(item_ids)
-    cols = {c: j for j, c in enumerate(item_columns(defs))}
-    subs: dict[tuple[str, str, str], dict[str, float]] = {}
-    for (g0, c0, s0, w0), x in user_sums.items():
-        subs.setdefault((g0, c0, w0), {})[s0] = x
-    flat = {
-        "user_category": list(chain.from_iterable(meta.categories)),
-        "user_creator": list(filter(None, meta.creators)),
-        "user_item": list(item_ids),
-    }
-    owner = {
-        "user_category": np.repeat(np.arange(n), np.fromiter(map(len, meta.categories), np.intp, n)),
-        "user_creator": np.flatnonzero(np.fromiter(map(bool, meta.creators), np.bool_, n)),
-        "user_item": np.arange(n),
-    }
-    uniq: dict[str, list[str]] = {}  # each entity's distinct sub-entities, looked up once each
-    codes: dict[str, np.ndarray] = {}  # position of every flat sub-entity in uniq
-    user: dict[str, object] = {}
-    items: dict[str, np.ndarray] = {}
-    values: dict[str, object] = {}
-    for f in defs:
-        c, w, agg, g = f.counter, f.window, f.aggregation, f.group()
-        if agg in ("ratio", "mean"):
-            num, den = (np.asarray(values[x], dtype=np.float64) for x in f.of)
-            v: object = np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
-            v = float(v) if np.ndim(v) == 0 else v
-        elif agg == "last_n":
-            v = last_n(recent, t, f.n)
-        elif agg == "age_days":
-            v = np.where(np.isnan(meta.published_at), -1.0, (t - meta.published_at) / DAY)
-        elif f.entity == "item":
-            v = item_matrix[:, cols[(g, c, w)]].copy() if n else np.zeros(0)
-        elif f.entity == "user":
-            v = user_sums.get((g, c, "", w), 0.0)
-        elif agg == "distinct_count":
-            v = sum(1 for x in subs.get((g, c, w), {}).values() if x > 0)
-        else:  # a user x item cross: the max over the item's sub-entities (0 without any)
-            vals, v = subs.get((g, c, w)), np.zeros(n)
-            if vals and f.entity == "user_item":  # one sub-entity per item: look each up directly
-                found = np.fromiter(map(vals.get, flat[f.entity], repeat(0.0)), np.float64, n)
-                np.maximum.at(v, owner[f.entity], found)
-            elif vals:
-                if f.entity not in uniq:
-                    x = flat[f.entity]
-                    uniq[f.entity] = list(dict.fromkeys(x))
-                    at = {s: k for k, s in enumerate(uniq[f.entity])}
-                    codes[f.entity] = np.fromiter(map(at.__getitem__, x), np.intp, len(x))
-                keys = uniq[f.entity]
-                found = np.fromiter(map(vals.get, keys, repeat(0.0)), np.float64, len(keys))
-                np.maximum.at(v, owner[f.entity], found[codes[f.entity]])
-        if agg == "exists":
-            v = (np.asarray(v) > 0).astype(np.float64)
-        values[f.name] = v
-        if f.dtype == "int":
-            v = np.asarray(v).astype(np.int64) if np.ndim(v) else int(v)  # type: ignore[arg-type]
-        (items if np.ndim(v) and f.dtype != "list" else user)[f.name] = v
-    return user, items

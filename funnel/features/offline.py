@@ -8,7 +8,7 @@ with DuckDB and answers :meth:`OfflineStore.get_historical_features` for ``(user
 timestamp)`` rows, point in time: a row at ``t`` sees only events with ``timestamp < t`` inside
 each feature's bucketed window (:mod:`funnel.features.windows`) — a range join of the rows with
 the events on ``ts < t`` and ``ts >= lower_bound(t)``. The window sums go through the same
-:func:`~funnel.features.definitions.compute` as serving.
+:func:`~funnel.features.vectors.compute` as serving.
 
 Example:
     >>> import tempfile, pyarrow as pa
@@ -46,11 +46,10 @@ from funnel.features.definitions import (
     FEATURES,
     CounterSpec,
     FeatureDef,
-    ItemMeta,
-    compute,
     counter_specs,
     item_columns,
 )  # fmt: skip
+from funnel.features.vectors import ItemMeta, compute
 from funnel.features.windows import WINDOWS
 
 LAKE_DIR = "features_lake"
@@ -223,7 +222,7 @@ class OfflineStore:
                 [[item_sums[iq[(i, tq)]].get((*c[0:2], "", *c[2:3]), 0.0) for c in icols] for i in ids]
             )
             info = [cat.get(i, ((), None, None)) for i in ids]
-            meta = ItemMeta(
+            meta = ItemMeta.from_lists(
                 np.array([np.nan if x[2] is None else x[2] for x in info], dtype=np.float64),
                 [tuple(x[0] or ()) for x in info], [x[1] for x in info],
             )  # fmt: skip

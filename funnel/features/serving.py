@@ -4,7 +4,7 @@
 ``act``/``life``/``cat``/``creator``/``items``/``recent`` hashes and each item's ``stats`` hash,
 plus ``meta`` unless a :class:`~funnel.features.streaming.Catalog` is given), sums the buckets
 inside each window at ``t`` (:mod:`funnel.features.windows`) and derives the values with the
-same :func:`~funnel.features.definitions.compute` as the offline path. Item bucket fields are
+same :func:`~funnel.features.vectors.compute` as the offline path. Item bucket fields are
 looked up by name (in-window fields only), closed buckets' sums cached per item until the next
 bucket boundary (see :class:`FeatureServer`), and summed per window with one matmul. A store
 declaring the :data:`~funnel.features.online.protocol.FAST_PATH` capability serves the item
@@ -35,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from funnel.features.definitions import FEATURE_VERSION, FEATURES, FeatureDef, ItemMeta, compute, item_columns
+from funnel.features.definitions import FEATURE_VERSION, FEATURES, FeatureDef, item_columns
 from funnel.features.online.protocol import FAST_PATH, OnlineStore, capabilities, feature_key
 from funnel.features.streaming import Catalog, read_recent
+from funnel.features.vectors import ItemMeta, compute
 from funnel.features.windows import WINDOWS, window_sums
 
 _ITEM = feature_key("item", "", "")[:-1]  # "fs1:item:": item keys are built inline
@@ -203,18 +204,13 @@ class FeatureServer:
 
     def _meta(self, item_ids: list[str], hashes: list[dict[str, float]]) -> ItemMeta:
         if self.catalog is not None:
-            c = self.catalog
-            return ItemMeta(  # numpy reads None as NaN in a float array
-                np.array(list(map(c.published_at.get, item_ids)), dtype=np.float64),
-                list(map(c.categories.get, item_ids, repeat(()))),
-                list(map(c.creators.get, item_ids)),
-            )
+            return self.catalog.item_meta(item_ids)
         pub_at, cats, creators = [], [], []
         for h in hashes:
             pub_at.append(h.get("published_at", np.nan))
             cats.append(tuple(f[4:] for f in h if f.startswith("cat|")))
             creators.append(next((f[8:] for f in h if f.startswith("creator|")), None))
-        return ItemMeta(np.array(pub_at, dtype=np.float64), cats, creators)
+        return ItemMeta.from_lists(np.array(pub_at, dtype=np.float64), cats, creators)
 
 
 class ServedFeatureLog:

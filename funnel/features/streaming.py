@@ -39,16 +39,27 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
 
+import numpy as np
 import pyarrow as pa
 
 from funnel.core.schema import Impression, Interaction
 from funnel.events.protocol import EventLog, LogRecord
 from funnel.features.batch_sums import batch_sums
-from funnel.features.definitions import EVENT_SETS, FEATURES, CounterSpec, FeatureDef, counter_specs, last_n
+from funnel.features.definitions import (
+    EVENT_SETS,
+    FEATURES,
+    CounterSpec,
+    FeatureDef,
+    counter_specs,
+    last_n,
+)
 from funnel.features.online.protocol import FAST_PATH, Increment, OnlineStore, capabilities, feature_key
+from funnel.features.vectors import ItemMeta
 from funnel.features.windows import WINDOWS, Window, stale_fields
 
 SUMS_CHUNK = 2_000
@@ -61,11 +72,16 @@ assert feature_key("user", "u", "g") == f"{_PREFIX}user:u:g"
 
 @dataclass
 class Catalog:
-    """Item -> (categories, creator, published_at ms) lookups for the streaming and serving paths."""
+    """Item -> (categories, creator, published_at ms) lookups for the streaming and serving paths.
+
+    Treat it as immutable once used: :meth:`item_meta` codes the whole catalogue on first use
+    (a row per item, category and creator vocabularies) and keeps that.
+    """
 
     categories: dict[str, tuple[str, ...]]
     creators: dict[str, str | None]
     published_at: dict[str, int | None]
+    _coded: tuple | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_items(cls, items: pa.Table) -> Catalog:
@@ -79,6 +95,28 @@ class Catalog:
             dict(zip(ids, creators, strict=True)),
             dict(zip(ids, pub, strict=True)),
         )
+
+    def item_meta(self, item_ids: Sequence[str]) -> ItemMeta:
+        """The :class:`~funnel.features.vectors.ItemMeta` of ``item_ids`` (unknown: none, NaN)."""
+        if self._coded is None:
+            ids = list(dict.fromkeys(chain(self.categories, self.creators, self.published_at)))
+            cats = list(map(self.categories.get, ids, repeat(())))
+            creators = list(map(self.creators.get, ids))
+            pub = np.array(list(map(self.published_at.get, ids)), np.float64)  # None -> NaN
+            whole = ItemMeta.from_lists(pub, cats, creators)
+            pad = len(ids)  # the row of an unknown item: no categories, no creator, NaN
+            self._coded = (
+                {i: k for k, i in enumerate(ids)},
+                pad,
+                np.append(whole.published_at, np.nan),
+                np.vstack([whole.category_codes, np.full((1, whole.category_codes.shape[1]), -1, np.intp)]),
+                np.append(whole.creator_codes, -1),
+                whole.category_vocab,
+                whole.creator_vocab,
+            )
+        index, pad, pub, cat_codes, creator_codes, cat_vocab, creator_vocab = self._coded
+        rows = np.fromiter(map(index.get, item_ids, repeat(pad)), np.intp, len(item_ids))
+        return ItemMeta(pub[rows], cat_codes[rows], creator_codes[rows], cat_vocab, creator_vocab)
 
     def meta_rows(self) -> dict[str, dict[str, float]]:
         """The ``meta`` hashes of every item (for ``OnlineStore.set_many``)."""

@@ -11,13 +11,12 @@ from funnel.features.definitions import (
     FEATURE_VERSION,
     FEATURES,
     FEATURES_BY_NAME,
-    ItemMeta,
-    compute,
     counter_specs,
     feature_version,
     item_columns,
     last_n,
 )
+from funnel.features.vectors import ItemMeta, compute
 from funnel.features.windows import DAY, HOUR, MINUTE, WINDOWS, field_name, stale_fields, window_sums
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -143,7 +142,7 @@ def test_compute_derives_ratios_crosses_and_age():
     m = np.zeros((2, len(cols)))
     m[0, cols.index(("stats", "n.imp", "24h"))] = 10.0
     m[0, cols.index(("stats", "n.click", "24h"))] = 2.0
-    meta = ItemMeta(np.array([t - 3 * DAY, np.nan]), [("sports", "news"), ()], ["c1", None])
+    meta = ItemMeta.from_lists(np.array([t - 3 * DAY, np.nan]), [("sports", "news"), ()], ["c1", None])
     u, items = compute(t, user, {"i1": t - 5}, ["i1", "i2"], m, meta)
     assert u["user_rating_mean_30d"] == 3.5 and u["user_distinct_items_7d"] == 2
     assert u["user_recent_items"] == ["i1"] and u["user_click_count_1h"] == 0
