@@ -5,6 +5,10 @@ to it (cosine between the two items' interaction columns): "Because you watched 
 history item is similar enough the reason is "Picked for you"; popularity fallbacks say
 "Popular now".
 
+The re-ranking stage's :class:`~funnel.rerank.explainer.Explainer` gives every item of a page its
+reason from its strongest signal, with the codes below: "Because you watched <title>",
+"Popular in <country>", "New from <creator>", "Trending now", "Sponsored", else "Picked for you".
+
 Example:
     >>> import numpy as np, scipy.sparse as sp
     >>> X = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=np.float32))
@@ -24,6 +28,12 @@ BECAUSE_YOU_WATCHED = "because_you_watched"
 PICKED_FOR_YOU = "picked_for_you"
 POPULAR = "popular"
 SIMILAR_TO = "similar_to"
+TRENDING = "trending"
+POPULAR_IN_COUNTRY = "popular_in_country"
+NEW_FROM_CREATOR = "new_from_creator"
+SPONSORED = "sponsored"
+ANCHORED_CODES = frozenset({BECAUSE_YOU_WATCHED, SIMILAR_TO, "similar_to_what_you_like"})
+"""Retrieval reason codes whose anchor is a history item ("Because you watched <anchor>")."""
 
 
 @dataclass(frozen=True)
