@@ -6,7 +6,8 @@ merged per hash key: count increments (amount 1.0: ``n.*`` counters and ``recent
 summed per field — integer sums in float64 are exact, so ``x + (1 + 1)`` equals
 ``(x + 1) + 1`` for the integer counts these fields hold; value increments (``v.*`` counters,
 e.g. a rating or a watch ratio) are NOT summed: they stay separate entries in event order, so a
-store adds them one by one exactly as ``apply`` would. Each key carries its group's TTL.
+store adds them one by one exactly as ``apply`` would. Each key carries its TTL (its group's;
+an item bucket key's: its resolution's, :func:`~funnel.features.streaming.bucket_ttls`).
 
 The store applies the sums only when every event of the batch is new (see ``apply_sums``);
 otherwise the caller falls back to the per-event ``apply``, which skips the events already seen.
@@ -17,7 +18,7 @@ Example:
     >>> fz = EventFeaturizer()
     >>> clicks = [Interaction("u1", "i1", "click", 1_767_225_600_000 + k) for k in range(3)]
     >>> sums = batch_sums(fz, clicks)
-    >>> ttl, fields, amounts = sums["fs1:user:u1:act"]
+    >>> ttl, fields, amounts = sums["fs2:user:u1:act"]
     >>> dict(zip(fields, amounts))["n.click||10m:1767225600000"]
     3.0
 """
@@ -29,14 +30,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from funnel.core.schema import Impression, Interaction
-from funnel.features.online.protocol import KeySums, feature_key
-from funnel.features.windows import WINDOWS, Window
+from funnel.features.online.protocol import KeySums, bucket_key, feature_key
+from funnel.features.windows import WINDOWS
 
 if TYPE_CHECKING:
     from funnel.features.streaming import EventFeaturizer
 
-_PREFIX = feature_key("", "", "")[:-2]  # "fs1:"
+_PREFIX = feature_key("", "", "")[:-2]  # "fs2:"
 assert feature_key("user", "u", "g") == f"{_PREFIX}user:u:g"
+assert bucket_key("g", "n.x|1d:0") == f"{_PREFIX}bucket:n.x|1d:0:g"
 _RES = {w.res: w for w in WINDOWS.values()}
 
 
@@ -51,25 +53,20 @@ def batch_sums(featurizer: EventFeaturizer, events: Sequence[Interaction | Impre
     ttls: dict[str, int | None] = {}  # a key's TTL is its group's: the same for all its increments
     by_type, cat = featurizer._by_type, featurizer.catalog
     recent_types, categories, creators = featurizer._recent_types, cat.categories, cat.creators
-    imp: dict[tuple[str, int | None], list[tuple[str, Window]]] = {}  # (group, ttl) -> fields
-    for counter, parts in featurizer._imp:
-        for group, w, ttl in parts:
-            imp.setdefault((group, ttl), []).append((counter, w))
+    imp = [(f"{_PREFIX}bucket:{c}|{w.res}:", f":{g}", w.bucket_ms, ttl) for c, parts in featurizer._imp
+           for g, w, ttl in parts]  # fmt: skip
 
     for event in events:
         ts = event.timestamp
         if type(event) is Impression:
-            for (group, ttl), specs in imp.items():
-                fields = [f"{c}||{w.res}:{w.bucket_ms and ts // w.bucket_ms * w.bucket_ms}" for c, w in specs]
-                suffix = f":{group}"
+            for head, tail, b, ttl in imp:  # the bucket key of each impression counter, field = item
+                key = f"{head}{b and ts // b * b}{tail}"
+                h = counts.get(key)
+                if h is None:
+                    h = counts[key] = {}
+                    ttls[key] = ttl
                 for item in event.item_ids:
-                    key = f"{_PREFIX}item:{item}{suffix}"
-                    h = counts.get(key)
-                    if h is None:
-                        h = counts[key] = {}
-                        ttls[key] = ttl
-                    for field in fields:
-                        h[field] = h.get(field, 0.0) + 1.0
+                    h[item] = h.get(item, 0.0) + 1.0
             continue
         user, item = event.user_id, event.item_id
         starts = {r: f"|{r}:{w.bucket_ms and ts // w.bucket_ms * w.bucket_ms}" for r, w in _RES.items()}
@@ -94,15 +91,17 @@ def batch_sums(featurizer: EventFeaturizer, events: Sequence[Interaction | Impre
                 subs = (creator,) if creator else ()
             if not subs:
                 continue
-            prefix = f"{_PREFIX}item:{item}:" if entity == "item" else f"{_PREFIX}user:{user}:"
+            prefix = f"{_PREFIX}user:{user}:"
             for group, w, ttl in parts:
                 key, suffix = prefix + group, starts[w.res]
+                if entity == "item":  # the bucket's key, the item's field
+                    key = f"{_PREFIX}bucket:{counter}{suffix}:{group}"
                 h = counts.get(key)
                 if h is None:
                     h = counts[key] = {}
                     ttls[key] = ttl
                 for sub in subs:
-                    field = f"{counter}|{sub}{suffix}"
+                    field = item if entity == "item" else f"{counter}|{sub}{suffix}"
                     if valued:
                         values.setdefault(key, []).append((field, amount))
                     else:

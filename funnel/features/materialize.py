@@ -2,11 +2,13 @@
 
 :func:`materialize` sums the lake's counter events per entity, sub-entity and bucket of every
 resolution in DuckDB (the same event definitions as
-:meth:`~funnel.features.offline.OfflineStore.events_sql`), builds the online hashes
-(``"<counter>|<sub>|<res>:<bucket_start>"`` fields under ``feature_key``), the users' ``recent``
+:meth:`~funnel.features.offline.OfflineStore.events_sql`), builds the online hashes (user
+counters: ``"<counter>|<sub>|<res>:<bucket_start>"`` fields under ``feature_key``; item counters:
+item-id fields under each bucket's ``bucket_key``), the users' ``recent``
 hashes (the ``keep_recent`` latest items each) and the catalogue ``meta`` hashes, and writes them
 with ``store.set_many`` in batches of ``batch_keys`` keys, with a progress bar. ``now`` (epoch
-ms), when given, drops buckets no window can read at ``now`` or later.
+ms), when given, drops buckets no window can read at ``now`` or later (item buckets inside a
+coarser bucket open at ``now`` stay: serving sums them into it).
 
 ``set_many`` *replaces* hashes: materialise before the stream consumer starts, then start it at
 the offset the lake was compacted to, e.g. ``log.commit("features", log.committed("features_lake"))``.
@@ -20,29 +22,33 @@ Example:
     >>> log, root, store = MemoryEventLog(), tempfile.mkdtemp(), MemoryOnlineStore()
     >>> _ = log.append([Interaction("u1", "i1", "click", 1_767_225_600_000)])
     >>> _ = compact(log, root)
-    >>> materialize(OfflineStore(root), store, progress=False)  # user act, life, items, recent; item stats
-    5
-    >>> store.get_many(["fs1:user:u1:act"])[0]["n.click||1d:1767225600000"]
+    >>> materialize(OfflineStore(root), store, progress=False)  # 4 user hashes, 5 item buckets
+    9
+    >>> store.get_many(["fs2:user:u1:act"])[0]["n.click||1d:1767225600000"]
     1.0
+    >>> store.get_many(["fs2:bucket:n.click|1d:1767225600000:stats"])
+    [{'i1': 1.0}]
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from rich.progress import Progress
 
-from funnel.features.definitions import EVENT_SETS, counter_specs
+from funnel.features.definitions import EVENT_SETS, FeatureDef, counter_specs
 from funnel.features.offline import OfflineStore, sql_in
-from funnel.features.online.protocol import OnlineStore, feature_key
-from funnel.features.streaming import Catalog, group_ttls
+from funnel.features.online.protocol import OnlineStore, bucket_key, feature_key
+from funnel.features.streaming import Catalog, bucket_ttls, group_ttls
 from funnel.features.windows import RES_WINDOWS, WINDOWS
-
-KIND = {"item": "item"}
 
 
 def build_hashes(offline: OfflineStore, now: int | None = None, keep_recent: int = 100) -> dict[str, dict]:
-    """``{group: {key: {field: value}}}`` of every counter in the lake (see the module docstring)."""
+    """``{ttl group: {key: {field: value}}}`` of every counter in the lake (module docstring).
+
+    The TTL group of a key is its hash group, or ``"<group>|<res>"`` for an item bucket key
+    (keys of one TTL group share their TTL, see :func:`ttls_by_group`).
+    """
     specs = [s for src in ("interactions", "impressions") for s in counter_specs(offline.defs)[src]]
     out: dict[str, dict[str, dict[str, float]]] = {}
     for res, windows in RES_WINDOWS.items():
@@ -53,7 +59,11 @@ def build_hashes(offline: OfflineStore, now: int | None = None, keep_recent: int
         keep = ", ".join(str(sid) for sid, _ in use)
         bucket = f"(ts // {b}) * {b}" if b else "0"
         lo = min(w.lower_bound(now) for w in windows) if now is not None and b else None
-        where = f"sid IN ({keep})" + (f" AND ts >= {lo}" if lo is not None else "")
+        where = f"sid IN ({keep})"
+        if lo is not None:  # item buckets since each coarser open bucket's start stay: serving sums them
+            lo_item = min([lo, *(w.bucket_start(now) for w in WINDOWS.values() if w.bucket_ms > b)])
+            items = ", ".join(str(sid) for sid, s in use if s.entity == "item") or "-1"
+            where += f" AND ts >= CASE WHEN sid IN ({items}) THEN {lo_item} ELSE {lo} END"
         res_table = offline.con.sql(
             f"SELECT sid, eid, sub, {bucket} AS bucket, SUM(amount) AS v FROM ({offline.events_sql(specs)}) "
             f"WHERE {where} GROUP BY ALL"
@@ -63,9 +73,12 @@ def build_hashes(offline: OfflineStore, now: int | None = None, keep_recent: int
             s = specs[sid]
             w = next(name for name in s.windows if WINDOWS[name].res == res)
             group = s.group(w)
-            key = feature_key(KIND.get(s.entity, "user"), eid, group)
+            if s.entity == "item":  # the bucket's key, the item's field
+                key, field = bucket_key(group, f"{s.counter}|{res}:{start}"), eid
+                group = f"{group}|{res}"
+            else:
+                key, field = feature_key("user", eid, group), f"{s.counter}|{sub}|{res}:{start}"
             h = out.setdefault(group, {}).setdefault(key, {})
-            field = f"{s.counter}|{sub}|{res}:{start}"
             h[field] = h.get(field, 0.0) + v
     last = [f for f in offline.defs if f.aggregation == "last_n"]
     if last:
@@ -84,6 +97,12 @@ def build_hashes(offline: OfflineStore, now: int | None = None, keep_recent: int
     return out
 
 
+def ttls_by_group(defs: Sequence[FeatureDef]) -> dict[str, int | None]:
+    """The key TTL of each TTL group of :func:`build_hashes`."""
+    buckets = {f"{group}|{res}": ttl for (group, res), ttl in bucket_ttls(defs).items()}
+    return {**group_ttls(defs), **buckets}
+
+
 def _chunks(rows: dict[str, dict], size: int) -> Iterator[dict[str, dict]]:
     items = list(rows.items())
     for start in range(0, len(items), size):
@@ -100,7 +119,7 @@ def materialize(
 ) -> int:
     """Write the lake's online hashes into ``store`` in batches; return the number of keys written."""
     hashes = build_hashes(offline, now)
-    ttls = group_ttls(offline.defs)
+    ttls = ttls_by_group(offline.defs)
     total = sum(len(rows) for rows in hashes.values())
     written = 0
     with Progress(disable=not progress, transient=True) as bar:

@@ -1,14 +1,16 @@
 """Online feature vectors for one user and N candidate items, plus the served-feature sample log.
 
-:class:`FeatureServer` reads every hash it needs in ONE ``store.get_many`` call (the user's
-``act``/``life``/``cat``/``creator``/``items``/``recent`` hashes and each item's ``stats`` hash,
-plus ``meta`` unless a :class:`~funnel.features.streaming.Catalog` is given), sums the buckets
-inside each window at ``t`` (:mod:`funnel.features.windows`) and derives the values with the
-same :func:`~funnel.features.vectors.compute` as the offline path. Item bucket fields are
-looked up by name (in-window fields only), closed buckets' sums cached per item until the next
-bucket boundary (see :class:`FeatureServer`), and summed per window with one matmul. A store
-declaring the :data:`~funnel.features.online.protocol.FAST_PATH` capability serves the item
-bucket fields as one matrix (``read_fields``: no hash copies, no per-field Python lookups).
+:class:`FeatureServer` reads the user's ``act``/``life``/``cat``/``creator``/``items``/``recent``
+hashes (plus the candidates' ``meta`` unless a :class:`~funnel.features.catalog.Catalog` is
+given) in one ``store.get_many`` call, sums their buckets inside each window at ``t``
+(:mod:`funnel.features.windows`) and derives the values with the same
+:func:`~funnel.features.vectors.compute` as the offline path. Item counters live in one hash per
+bucket (:func:`~funnel.features.online.protocol.bucket_key`, field = item id), so the
+candidates' counts are a few keys read for all items at once: a store declaring the
+:data:`~funnel.features.online.protocol.FAST_PATH` capability answers them as one matrix
+(``read_fields``), others through ``get_many``. Only the finest open bucket of each item counter
+is read per request; closed buckets' sums are cached per item until the next bucket boundary
+(see :class:`FeatureServer`), and everything is summed per window with one matmul.
 
 :class:`ServedFeatureLog` appends a deterministic sample of served vectors (by a hash of the
 request id, so a request is either always or never sampled) as JSON lines to
@@ -36,12 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from funnel.features.definitions import FEATURE_VERSION, FEATURES, FeatureDef, item_columns
-from funnel.features.online.protocol import FAST_PATH, OnlineStore, capabilities, feature_key
-from funnel.features.streaming import Catalog, read_recent
+from funnel.features.online.protocol import FAST_PATH, OnlineStore, bucket_key, capabilities, feature_key
+from funnel.features.streaming import Catalog, bucket_ttls, read_recent
 from funnel.features.vectors import ItemMeta, compute
-from funnel.features.windows import WINDOWS, window_sums
+from funnel.features.windows import WINDOWS, Window, window_sums
 
-_ITEM = feature_key("item", "", "")[:-1]  # "fs1:item:": item keys are built inline
+_ITEM = feature_key("item", "", "")[:-1]  # "fs2:item:": item meta keys are built inline
 assert feature_key("item", "i", "g") == f"{_ITEM}i:g"
 USER_GROUPS = ("act", "life", "cat", "creator", "items")
 """The user's counter hashes read per request (plus ``recent``)."""
@@ -70,12 +72,12 @@ class FeatureVectors:
 
 @dataclass
 class _Layout:
-    """The item fields of one epoch (bucket starts at ``t``): open and closed, and the cache."""
+    """The item bucket keys of one epoch (bucket starts at ``t``): open and closed, and the cache."""
 
     epoch: tuple[int, ...]
-    open_names: list[str]
+    open_keys: list[str]
     open_proj: np.ndarray
-    closed_names: list[str]
+    closed_keys: list[str]
     closed_proj: np.ndarray
     closed: dict[str, int]
     rows: np.ndarray
@@ -85,9 +87,11 @@ class FeatureServer:
     """Reads feature vectors from an online store with the shared definitions.
 
     ``cache_closed`` (default on) caches the items' sums over *closed* buckets until ``t`` enters
-    a new bucket; an event that arrives after its bucket closed (a late event) then shows in item
-    features only from the next bucket boundary (at most 10 minutes later). Off: every read looks
-    every in-window bucket up (exact for late events too, slower).
+    a new bucket, and reads an open coarse bucket as the finer resolution's buckets since its
+    start (the closed ones cached, so each read fetches only the finest open buckets: the
+    smallest hashes); an event that arrives after its finest bucket closed (a late event) then
+    shows in item features only from the next bucket boundary (at most 10 minutes later). Off:
+    every read looks every in-window bucket up (exact for late events too, slower).
     """
 
     def __init__(
@@ -102,77 +106,106 @@ class FeatureServer:
         self.cache_closed = cache_closed
         self._fast = FAST_PATH in capabilities(store)
         self._cols = item_columns(self.defs)
+        self._res: dict[tuple[str, str], list[Window]] = {}  # each item counter's resolutions
+        for group, counter, window in self._cols:
+            self._res.setdefault((group, counter), []).append(WINDOWS[window])
+        self._ttls = bucket_ttls(self.defs)
         self._current: _Layout | None = None
 
     def _layout(self, t: int) -> _Layout:
-        """Field names and projections of the window at ``t``; a new one (empty cache) per epoch."""
+        """Bucket keys and projections of the windows at ``t``; a new one (empty cache) per epoch."""
         epoch = tuple(WINDOWS[w].bucket_start(t) for _, _, w in self._cols)
         layout = self._current
         if layout is not None and layout.epoch == epoch:
             return layout
-        names: dict[str, tuple[bool, int]] = {}
+        keys: dict[tuple[bool, str], int] = {}  # (open, key) -> row in its projection
         pairs: list[tuple[bool, int, int]] = []
-        for j, (_group, counter, window) in enumerate(self._cols):
+        for j, (group, counter, window) in enumerate(self._cols):
             w = WINDOWS[window]
             current = w.bucket_start(t)
             for b in w.buckets(t):
-                is_open = b == current or not self.cache_closed
-                slot = names.setdefault(
-                    f"{counter}||{w.res}:{b}", (is_open, sum(o == is_open for o, _ in names.values()))
-                )
-                pairs.append((is_open, slot[1], j))
-        open_names = [f for f, (o, _) in names.items() if o]
-        closed_names = [f for f, (o, _) in names.items() if not o]
+                if not self.cache_closed:
+                    parts = [(True, bucket_key(group, f"{counter}|{w.res}:{b}"))]
+                else:
+                    parts = self._split(group, counter, w, b, t) if b == current else []
+                    parts = parts or [(False, bucket_key(group, f"{counter}|{w.res}:{b}"))]
+                for part in parts:
+                    row = keys.setdefault(part, sum(o == part[0] for o, _ in keys))
+                    pairs.append((part[0], row, j))
+        open_keys = [k for o, k in keys if o]
+        closed_keys = [k for o, k in keys if not o]
         proj = {
-            True: np.zeros((len(open_names), len(self._cols))),
-            False: np.zeros((len(closed_names), len(self._cols))),
+            True: np.zeros((len(open_keys), len(self._cols))),
+            False: np.zeros((len(closed_keys), len(self._cols))),
         }
         for is_open, i, j in pairs:
             proj[is_open][i, j] = 1.0
         empty = np.zeros((0, len(self._cols)))
-        self._current = _Layout(epoch, open_names, proj[True], closed_names, proj[False], {}, empty)
+        self._current = _Layout(epoch, open_keys, proj[True], closed_keys, proj[False], {}, empty)
         return self._current
 
-    def _fields(self, keys: list[str], hashes: list[dict[str, float]] | None, names: list[str]) -> np.ndarray:
-        """``(len(keys), len(names))`` bucket values: from the store's fast path or the hashes."""
-        if hashes is None:
-            return self.store.read_fields(keys, names)  # type: ignore[attr-defined]
-        flat: list[float] = []
-        zero = repeat(0.0)
-        for h in hashes:
-            flat.extend(map(h.get, names, zero))
-        return np.asarray(flat, dtype=np.float64).reshape(len(keys), len(names))
+    def _split(self, group: str, counter: str, w: Window, start: int, t: int) -> list[tuple[bool, str]]:
+        """The open bucket ``start`` of ``w`` as ``(open, key)`` parts: closed finer buckets + one open.
 
-    def _item_matrix(
-        self, item_ids: list[str], keys: list[str], hashes: list[dict[str, float]] | None, t: int
+        A counter's bucket of every resolution sums the same events, so the open coarse bucket
+        equals the finer resolution's buckets since ``start``: the closed ones are cached with the
+        other closed buckets and only the finest open bucket (the smallest hash) is read per
+        request. Without a finer resolution (or for lifetime): the bucket itself, open.
+        """
+        finer = [
+            v for v in self._res[(group, counter)]
+            if 0 < v.bucket_ms < w.bucket_ms and w.bucket_ms % v.bucket_ms == 0
+            and (self._ttls[(group, v.res)] or w.bucket_ms) * 1000 >= w.bucket_ms  # they outlive it
+        ]  # fmt: skip
+        if not finer:
+            return [(True, bucket_key(group, f"{counter}|{w.res}:{start}"))]
+        f = max(finer, key=lambda v: v.bucket_ms)  # the next finer: few closed buckets
+        current = f.bucket_start(t)
+        name = f"{counter}|{f.res}"
+        closed = [(False, bucket_key(group, f"{name}:{b}")) for b in range(start, current, f.bucket_ms)]
+        return closed + self._split(group, counter, f, current, t)
+
+    def _buckets(
+        self, keys: list[str], item_ids: list[str], hashes: list[dict[str, float]] | None = None
     ) -> np.ndarray:
-        """Window sums of every item column: in-window fields looked up by name, summed by matmul.
+        """``(len(item_ids), len(keys))`` bucket counts: the store's ``read_fields`` or the hashes."""
+        if self._fast:
+            return self.store.read_fields(keys, item_ids).T  # type: ignore[attr-defined]
+        if hashes is None:
+            hashes = self.store.get_many(keys)
+        zero, n = repeat(0.0), len(item_ids)
+        out = np.zeros((len(keys), n))
+        for row, h in zip(out, hashes, strict=True):
+            if h:
+                row[:] = np.fromiter(map(h.get, item_ids, zero), np.float64, n)
+        return out.T
+
+    def _item_matrix(self, item_ids: list[str], t: int, hashes: list[dict[str, float]] | None) -> np.ndarray:
+        """Window sums of every item column: each in-window bucket key read, summed by matmul.
 
         Closed buckets (every in-window bucket but the current one of each resolution) no longer
         change, so their per-item sums are cached until ``t`` enters a new bucket; only the open
-        buckets are looked up on every read. The cost never depends on stale buckets in a hash.
-        ``hashes`` None: read the fields with the store's ``read_fields``.
+        buckets (a few keys) are read on every read. ``hashes``: the open bucket hashes when the
+        store has no fast path (read with the user's in one ``get_many``).
         """
-        lay, n = self._layout(t), len(keys)
-        out = self._fields(keys, hashes, lay.open_names) @ lay.open_proj
-        if not lay.closed_names:
+        lay, n = self._layout(t), len(item_ids)
+        out = self._buckets(lay.open_keys, item_ids, hashes) @ lay.open_proj
+        if not lay.closed_keys:
             return out
         if len(lay.closed) > 500_000:
             lay.closed.clear()
         idx = np.fromiter(map(lay.closed.get, item_ids, repeat(-1)), np.intp, n)
         if idx.size and idx.min() < 0:
             at = np.flatnonzero(idx < 0).tolist()
-            miss = list({item_ids[k]: k for k in reversed(at)}.values())  # first position per item
-            sub = None if hashes is None else [hashes[k] for k in miss]
-            rows = self._fields([keys[k] for k in miss], sub, lay.closed_names) @ lay.closed_proj
+            miss = list(dict.fromkeys(item_ids[k] for k in at))
+            rows = self._buckets(lay.closed_keys, miss) @ lay.closed_proj
             start = len(lay.closed)
             if start + len(miss) > len(lay.rows):  # grow the row store (amortised doubling)
                 grown = np.zeros((max(2 * len(lay.rows), start + len(miss), 1024), len(self._cols)))
                 grown[:start] = lay.rows[:start]
                 lay.rows = grown
             lay.rows[start : start + len(miss)] = rows
-            for j, k in enumerate(miss):
-                lay.closed[item_ids[k]] = start + j
+            lay.closed.update(zip(miss, range(start, start + len(miss)), strict=True))
             idx[at] = [lay.closed[item_ids[k]] for k in at]
         return out + lay.rows[idx]
 
@@ -182,20 +215,18 @@ class FeatureServer:
         """Feature vectors of ``user_id`` and ``item_ids`` at ``t`` (epoch ms; default now)."""
         t = int(time.time() * 1000) if t is None else int(t)
         item_ids = list(item_ids)
-        n = len(item_ids)
         keys = [feature_key("user", user_id, g) for g in (*USER_GROUPS, "recent")]
-        stats = [f"{_ITEM}{i}:stats" for i in item_ids]
+        k = len(keys)
         if self.catalog is None:
             keys += [f"{_ITEM}{i}:meta" for i in item_ids]
-        if not self._fast:
-            keys[len(USER_GROUPS) + 1 : len(USER_GROUPS) + 1] = stats
+        m = len(keys)
+        if not self._fast:  # the open item buckets in the same call
+            keys += self._layout(t).open_keys
         hashes = self.store.get_many(keys)
-        k = len(USER_GROUPS)
-        user_sums = window_sums(dict(zip(USER_GROUPS, hashes[:k], strict=True)), t)
-        recent = read_recent(hashes[k])
-        item_hashes = None if self._fast else hashes[k + 1 : k + 1 + n]
-        matrix = self._item_matrix(item_ids, stats, item_hashes, t)
-        meta = self._meta(item_ids, hashes[k + 1 + (0 if self._fast else n) :])
+        user_sums = window_sums(dict(zip(USER_GROUPS, hashes[: k - 1], strict=True)), t)
+        recent = read_recent(hashes[k - 1])
+        matrix = self._item_matrix(item_ids, t, None if self._fast else hashes[m:])
+        meta = self._meta(item_ids, hashes[k:m])
         user, items = compute(t, user_sums, recent, item_ids, matrix, meta, self.defs)
         fv = FeatureVectors(user_id, item_ids, t, user, items)
         if self.served_log is not None and request_id is not None:

@@ -14,7 +14,10 @@ interactions) get ``"@<log_name>:<offset>"``, the same on every replay.
 Key layout (``feature_key(entity, id, group)``): user ``act`` (windowed counters), ``life``
 (lifetime), ``cat`` / ``creator`` / ``items`` (user x category / creator / item counters, sub =
 the category, creator or item id), ``recent`` (fields ``"<item>|<ts>"``, for last-N); item
-``stats`` and ``meta`` (catalogue: ``published_at``, ``cat|<c>``, ``creator|<id>``).
+``meta`` (catalogue: ``published_at``, ``cat|<c>``, ``creator|<id>``). Item counters are
+bucket-major: one hash per counter and bucket, ``bucket_key(group, "<counter>|<res>:<start>")``,
+field = item id, expiring :func:`bucket_ttls` after its last write (so a closed bucket, no longer
+written, expires by itself), and read for many items at once by serving.
 
 Example:
     >>> from funnel.core.schema import Interaction
@@ -33,23 +36,18 @@ Example:
     >>> _ = log.append([Interaction("u1", "i1", "click", 1_767_225_600_000, event_id="e1")])
     >>> StreamingUpdater(log, store).run()
     1
-    >>> store.h["fs1:user:u1:act"]["n.click||10m:1767225600000"], log.committed("features")
+    >>> store.h["fs2:user:u1:act"]["n.click||10m:1767225600000"], log.committed("features")
     (1.0, 1)
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from itertools import chain, repeat
-
-import numpy as np
-import pyarrow as pa
 
 from funnel.core.schema import Impression, Interaction
 from funnel.events.protocol import EventLog, LogRecord
 from funnel.features.batch_sums import batch_sums
+from funnel.features.catalog import Catalog
 from funnel.features.definitions import (
     EVENT_SETS,
     FEATURES,
@@ -58,77 +56,23 @@ from funnel.features.definitions import (
     counter_specs,
     last_n,
 )
-from funnel.features.online.protocol import FAST_PATH, Increment, OnlineStore, capabilities, feature_key
-from funnel.features.vectors import ItemMeta
+from funnel.features.online.protocol import (
+    FAST_PATH,
+    Increment,
+    OnlineStore,
+    bucket_key,
+    capabilities,
+    feature_key,
+)
 from funnel.features.windows import WINDOWS, Window, stale_fields
 
 SUMS_CHUNK = 2_000
 """Events merged per ``apply_sums`` call (bounds one call's size and how long it blocks a server)."""
 DEDUP_TTL_S = 7 * 86_400
 """How long the store remembers applied event ids (must exceed the longest replay)."""
-_PREFIX = feature_key("", "", "")[:-2]  # "fs1:": keys are built inline as _PREFIX + "user:<id>:<group>"
+_PREFIX = feature_key("", "", "")[:-2]  # "fs2:": keys are built inline as _PREFIX + "user:<id>:<group>"
 assert feature_key("user", "u", "g") == f"{_PREFIX}user:u:g"
-
-
-@dataclass
-class Catalog:
-    """Item -> (categories, creator, published_at ms) lookups for the streaming and serving paths.
-
-    Treat it as immutable once used: :meth:`item_meta` codes the whole catalogue on first use
-    (a row per item, category and creator vocabularies) and keeps that.
-    """
-
-    categories: dict[str, tuple[str, ...]]
-    creators: dict[str, str | None]
-    published_at: dict[str, int | None]
-    _coded: tuple | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
-
-    @classmethod
-    def from_items(cls, items: pa.Table) -> Catalog:
-        """Build from a table in the ``ITEMS`` schema (latest row per item wins)."""
-        ids = items.column("item_id").to_pylist()
-        cats = items.column("categories").to_pylist()
-        creators = items.column("creator_id").to_pylist()
-        pub = items.column("published_at").cast(pa.int64()).to_pylist()
-        return cls(
-            {i: tuple(c or ()) for i, c in zip(ids, cats, strict=True)},
-            dict(zip(ids, creators, strict=True)),
-            dict(zip(ids, pub, strict=True)),
-        )
-
-    def item_meta(self, item_ids: Sequence[str]) -> ItemMeta:
-        """The :class:`~funnel.features.vectors.ItemMeta` of ``item_ids`` (unknown: none, NaN)."""
-        if self._coded is None:
-            ids = list(dict.fromkeys(chain(self.categories, self.creators, self.published_at)))
-            cats = list(map(self.categories.get, ids, repeat(())))
-            creators = list(map(self.creators.get, ids))
-            pub = np.array(list(map(self.published_at.get, ids)), np.float64)  # None -> NaN
-            whole = ItemMeta.from_lists(pub, cats, creators)
-            pad = len(ids)  # the row of an unknown item: no categories, no creator, NaN
-            self._coded = (
-                {i: k for k, i in enumerate(ids)},
-                pad,
-                np.append(whole.published_at, np.nan),
-                np.vstack([whole.category_codes, np.full((1, whole.category_codes.shape[1]), -1, np.intp)]),
-                np.append(whole.creator_codes, -1),
-                whole.category_vocab,
-                whole.creator_vocab,
-            )
-        index, pad, pub, cat_codes, creator_codes, cat_vocab, creator_vocab = self._coded
-        rows = np.fromiter(map(index.get, item_ids, repeat(pad)), np.intp, len(item_ids))
-        return ItemMeta(pub[rows], cat_codes[rows], creator_codes[rows], cat_vocab, creator_vocab)
-
-    def meta_rows(self) -> dict[str, dict[str, float]]:
-        """The ``meta`` hashes of every item (for ``OnlineStore.set_many``)."""
-        rows = {}
-        for item, cats in self.categories.items():
-            row = {f"cat|{c}": 1.0 for c in cats}
-            if self.creators.get(item):
-                row[f"creator|{self.creators[item]}"] = 1.0
-            if self.published_at.get(item) is not None:
-                row["published_at"] = float(self.published_at[item])  # type: ignore[arg-type]
-            rows[feature_key("item", item, "meta")] = row
-        return rows
+assert bucket_key("g", "n.x|1d:0") == f"{_PREFIX}bucket:n.x|1d:0:g"
 
 
 def group_ttls(defs: Sequence[FeatureDef] = FEATURES) -> dict[str, int | None]:
@@ -140,12 +84,22 @@ def group_ttls(defs: Sequence[FeatureDef] = FEATURES) -> dict[str, int | None]:
     return {g: None if None in v else max(v) for g, v in ttls.items()}  # type: ignore[type-var]
 
 
-def _parts(spec: CounterSpec, ttls: dict[str, int | None]) -> list[tuple[str, Window, int | None]]:
-    """One ``(group, window, ttl)`` per resolution the counter's windows need."""
-    out = {}
+def bucket_ttls(defs: Sequence[FeatureDef] = FEATURES) -> dict[tuple[str, str], int | None]:
+    """Key TTL of the item bucket keys per ``(group, resolution)``: the longest of their features."""
+    ttls: dict[tuple[str, str], list[int | None]] = {}
+    for f in defs:
+        if f.counter and f.entity == "item":
+            ttls.setdefault((f.group(), WINDOWS[f.window].res), []).append(f.key_ttl_s())
+    return {k: None if None in v else max(v) for k, v in ttls.items()}  # type: ignore[type-var]
+
+
+def _parts(spec: CounterSpec, defs: Sequence[FeatureDef]) -> list[tuple[str, Window, int | None]]:
+    """One ``(group, window, key ttl)`` per resolution the counter's windows need."""
+    ttls, buckets, out = group_ttls(defs), bucket_ttls(defs), {}
     for name in spec.windows:
-        w = WINDOWS[name]
-        out.setdefault((spec.group(name), w.res), (spec.group(name), w, ttls[spec.group(name)]))
+        w, group = WINDOWS[name], spec.group(name)
+        ttl = buckets[(group, w.res)] if spec.entity == "item" else ttls[group]
+        out.setdefault((group, w.res), (group, w, ttl))
     return list(out.values())
 
 
@@ -154,14 +108,13 @@ class EventFeaturizer:
 
     def __init__(self, catalog: Catalog | None = None, defs: Sequence[FeatureDef] = FEATURES) -> None:
         self.catalog = catalog or Catalog({}, {}, {})
-        ttls = group_ttls(defs)
         specs = counter_specs(defs)
         self._by_type: dict[str, list[tuple]] = {}
         for spec in specs["interactions"]:
-            parts = _parts(spec, ttls)
+            parts = _parts(spec, defs)
             for typ in spec.events:
                 self._by_type.setdefault(typ, []).append((spec.entity, spec.counter, parts))
-        self._imp = [(s.counter, _parts(s, ttls)) for s in specs["impressions"]]
+        self._imp = [(s.counter, _parts(s, defs)) for s in specs["impressions"]]
         self._cache: dict[tuple[str, str], Increment] = {}
         last = [f for f in defs if f.aggregation == "last_n"]
         self._recent_types = frozenset(t for f in last for t in EVENT_SETS[f.events])
@@ -181,10 +134,9 @@ class EventFeaturizer:
             ts = event.timestamp
             for counter, parts in self._imp:
                 for group, w, ttl in parts:
-                    field = f"{counter}||{w.res}:{ts // w.bucket_ms * w.bucket_ms if w.bucket_ms else 0}"
+                    key = f"{_PREFIX}bucket:{counter}|{w.res}:{w.bucket_start(ts)}:{group}"
                     for item in event.item_ids:
-                        key = f"{_PREFIX}item:{item}:{group}"
-                        out.append(cached((key, field)) or unit(key, field, ttl))
+                        out.append(cached((key, item)) or unit(key, item, ttl))
             return out
         ts, user, item = event.timestamp, event.user_id, event.item_id
         starts = {w.res: f"|{w.res}:{w.bucket_start(ts)}" for w in WINDOWS.values()}
@@ -204,11 +156,13 @@ class EventFeaturizer:
             else:
                 creator = self.catalog.creators.get(item)
                 subs = (creator,) if creator else ()
-            prefix = f"{_PREFIX}item:{item}:" if entity == "item" else f"{_PREFIX}user:{user}:"
+            prefix = f"{_PREFIX}user:{user}:"
             for group, w, ttl in parts:
                 key, suffix = prefix + group, starts[w.res]
                 for sub in subs:
                     field = f"{counter}|{sub}{suffix}"
+                    if entity == "item":  # the bucket's key, the item's field
+                        key, field = f"{_PREFIX}bucket:{counter}{suffix}:{group}", item
                     if amount == 1.0:
                         out.append(cached((key, field)) or unit(key, field, ttl))
                     else:
@@ -295,9 +249,12 @@ def prune(
 
     ``recent`` hashes keep their ``keep_recent`` latest items. Hashes are rewritten with
     ``set_many`` (a replace), so run it from the consumer between batches — never concurrently
-    with another writer of the same keys. Idle keys need no pruning: their TTL drops them.
+    with another writer of the same keys. Idle keys need no pruning: their TTL drops them, and
+    item bucket keys (:func:`~funnel.features.online.protocol.bucket_key`) are skipped: each
+    holds one bucket, and stops being written, then expires, once its bucket closes.
     """
     ttls, dropped = group_ttls(), 0
+    keys = [k for k in keys if not k.startswith(f"{_PREFIX}bucket:")]
     for start in range(0, len(keys), batch_keys):
         chunk = list(keys[start : start + batch_keys])
         rows: dict[str, dict[str, float]] = {}

@@ -18,7 +18,14 @@ import pytest
 
 from funnel.core.errors import UnavailableError, ValidationError
 from funnel.features.online.memory import MemoryOnlineStore
-from funnel.features.online.protocol import FAST_PATH, Increment, OnlineStore, capabilities, feature_key
+from funnel.features.online.protocol import (
+    FAST_PATH,
+    KEY_FORMAT_VERSION,
+    Increment,
+    OnlineStore,
+    capabilities,
+    feature_key,
+)
 from funnel.features.online.registry import open_online_store
 
 BACKENDS = [
@@ -179,7 +186,7 @@ def test_bad_keys_and_values_are_rejected(backend: Backend) -> None:
     with pytest.raises(ValidationError):
         s.get_many(["user:1:activity"])
     with pytest.raises(ValidationError):
-        s.get_many([feature_key("user", "1", "a").replace("fs1", "fs0")])  # another key format
+        s.get_many([feature_key("user", "1", "a").replace(f"fs{KEY_FORMAT_VERSION}:", "fs0:")])  # old format
     with pytest.raises(ValidationError):
         s.set_many({U1: {"a": float("inf")}})
     with pytest.raises(ValidationError):
@@ -285,6 +292,18 @@ def test_declared_fast_path_reads_fields_as_get_many_does(backend: Backend) -> N
     assert s.read_fields([], ["a"]).shape == (0, 1)  # type: ignore[attr-defined]
     with pytest.raises(ValidationError):
         s.read_fields(["not-a-key"], ["a"])  # type: ignore[attr-defined]
+
+
+def test_read_fields_of_small_and_large_hashes_and_repeated_fields(backend: Backend) -> None:
+    s = backend.store
+    big = {f"f{k}": k + 0.5 for k in range(50)}
+    s.set_many({U1: big, U2: {"f3": 7.0, "other": 1.0}})
+    fields = ["f3", "f7", "zz", "f3", "f49"]  # U2 holds fewer entries than fields, U1 more
+    expected = [[h.get(f, 0.0) for f in fields] for h in s.get_many([U2, U1, I1, U2])]
+    assert s.read_fields([U2, U1, I1, U2], fields).tolist() == expected  # type: ignore[attr-defined]
+    many = [f"f{k}" for k in range(2_500)][::-1]  # more fields than one read chunk
+    got = s.read_fields([U1, U2], many)  # type: ignore[attr-defined]
+    assert got.tolist() == [[h.get(f, 0.0) for f in many] for h in s.get_many([U1, U2])]
 
 
 def test_apply_sums_equals_apply_and_refuses_seen_ids(backend: Backend) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from funnel.core.schema import Impression, Interaction
@@ -100,3 +101,29 @@ def test_materialized_online_store_matches_offline(tmp_path):
             for f in FEATURES:
                 assert got[f.name] == pytest.approx(expected[k][f.name], abs=1e-6), f.name
             k += 1
+
+
+def test_materialized_with_now_keeps_the_buckets_serving_sums(tmp_path):
+    """``now`` drops unreadable buckets but keeps the finer item buckets of the open coarse ones."""
+    ds = generate(SyntheticConfig(n_users=40, n_items=60, n_interactions=10_000, seed=5))
+    ts = ds.impressions["timestamp"].cast(pa.int64()).to_numpy()
+    t = int(ts[(ts % DAY > 9 * HOUR)].max()) + 1  # late in a day: the open 1d bucket sums 3h ones
+    for name in ("interactions", "impressions"):  # the lake as it stood at t
+        table = getattr(ds, name)
+        write_partitioned(tmp_path, name, table.filter(pc.less(table["timestamp"].cast(pa.int64()), t)), "b")
+    offline = OfflineStore(tmp_path, ds.items)
+    store = MemoryOnlineStore()
+    materialize(offline, store, now=t, progress=False)
+    users = ds.users.column("user_id").to_pylist()[:5]
+    items = ds.items.column("item_id").to_pylist()[:30]
+    expected = offline.get_historical_features(rows(*((u, i, t) for u in users for i in items))).to_pylist()
+    server, k, nonzero = FeatureServer(store, Catalog.from_items(ds.items)), 0, 0
+    for u in users:
+        fv = server.read(u, items, t)
+        for j in range(len(items)):
+            got = {**fv.user, **{n: v[j].item() for n, v in fv.items.items()}}
+            for f in FEATURES:
+                assert got[f.name] == pytest.approx(expected[k][f.name], abs=1e-6), f.name
+            nonzero += got["item_impressions_7d"] > got["item_impressions_24h"] > 0
+            k += 1
+    assert nonzero  # items with counts in the open buckets and in closed ones were compared

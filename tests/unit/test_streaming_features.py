@@ -69,12 +69,13 @@ def test_increments_of_one_click():
     by_key: dict[str, list[str]] = {}
     for i in incs:
         by_key.setdefault(i.key, []).append(i.field)
-    assert "n.click||10m:1767225600000" in by_key["fs1:user:u1:act"]
-    assert sorted(f.split("|")[1] for f in by_key["fs1:user:u1:cat"]) == ["news"] * 2 + ["sports"] * 2
-    assert by_key["fs1:user:u1:recent"] == [f"i1|{T0 + MINUTE}"]
-    assert any(i.ttl_s is None for i in incs if i.key == "fs1:user:u1:life")
+    assert "n.click||10m:1767225600000" in by_key["fs2:user:u1:act"]
+    assert sorted(f.split("|")[1] for f in by_key["fs2:user:u1:cat"]) == ["news"] * 2 + ["sports"] * 2
+    assert by_key["fs2:user:u1:recent"] == [f"i1|{T0 + MINUTE}"]
+    assert any(i.ttl_s is None for i in incs if i.key == "fs2:user:u1:life")
     imp = EventFeaturizer(CATALOG).increments(events()[3])
-    assert {i.key for i in imp} == {"fs1:item:i1:stats", "fs1:item:i2:stats"}
+    buckets = {"fs2:bucket:n.imp|3h:1767225600000:stats", "fs2:bucket:n.imp|1d:1767225600000:stats"}
+    assert {(i.key, i.field) for i in imp} == {(k, item) for k in buckets for item in ("i1", "i2")}
 
 
 def test_events_without_id_get_a_deterministic_one():
@@ -152,15 +153,17 @@ def test_prune_drops_only_what_no_window_can_read(store):
     t = T0 + 40 * HOUR + 1
     server = FeatureServer(store, CATALOG, cache_closed=False)
     before = server.read("u1", ["i1", "i2"], t).to_dict()
-    keys = [f"fs1:user:u1:{g}" for g in ("act", "life", "cat", "creator", "items", "recent")]
-    keys += ["fs1:item:i1:stats", "fs1:item:i2:stats"]
+    keys = [f"fs2:user:u1:{g}" for g in ("act", "life", "cat", "creator", "items", "recent")]
+    buckets = [f"fs2:bucket:n.imp|{r}:{T0}:stats" for r in ("3h", "1d")]  # left to their TTL
     n_fields = sum(len(h) for h in store.get_many(keys))
-    dropped = prune(store, keys, t, keep_recent=1)
+    before_buckets = store.get_many(buckets)
+    dropped = prune(store, keys + buckets, t, keep_recent=1)
     assert 0 < dropped < n_fields
+    assert store.get_many(buckets) == before_buckets and all(before_buckets)
     after = server.read("u1", ["i1", "i2"], t).to_dict()
     assert after["items"] == before["items"]
     assert after["user"] == {**before["user"], "user_recent_items": ["i2"]}  # keep_recent=1
-    assert store.get_many(["fs1:user:u1:life"])[0] == {"n.positive||L:0": 3.0}
+    assert store.get_many(["fs2:user:u1:life"])[0] == {"n.positive||L:0": 3.0}
 
 
 def test_repeated_candidates_read_the_same_values(store):

@@ -1,8 +1,8 @@
 """Input validation shared by the online stores, so every backend rejects the same input.
 
 Example:
-    >>> check_key("fs1:user:1:act")
-    'fs1:user:1:act'
+    >>> check_key("fs2:user:1:act")
+    'fs2:user:1:act'
     >>> check_ttl(None), check_value(3, "amount")
     (None, 3.0)
 """

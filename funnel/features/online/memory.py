@@ -26,11 +26,9 @@ Example:
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
 
 import numpy as np
@@ -63,16 +61,6 @@ __all__ = [
 ]
 
 
-@dataclass
-class _FieldCache:
-    """``read_fields`` rows of one field list: valid until a listed key is written or expires."""
-
-    index: dict[str, int] = field(default_factory=dict)
-    rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    dirty: set[str] = field(default_factory=set)
-    valid_until: float = math.inf  # the earliest expiry of a cached key
-
-
 class MemoryOnlineStore:
     """An :class:`~funnel.features.online.protocol.OnlineStore` in Python dicts. Thread-safe.
 
@@ -91,14 +79,6 @@ class MemoryOnlineStore:
         self._dedup_purge_at = 1024
         self._lock = threading.Lock()
         self._closed = False
-        self._field_caches: dict[tuple[str, ...], _FieldCache] = {}
-
-    def _touch(self, keys: Iterable[str]) -> None:
-        """Mark ``keys`` written: cached ``read_fields`` rows of them are recomputed on next read."""
-        if self._field_caches:
-            keys = list(keys)
-            for cache in self._field_caches.values():
-                cache.dirty.update(keys)
 
     def __repr__(self) -> str:
         return f"MemoryOnlineStore(keys={len(self._hashes)})"
@@ -114,7 +94,6 @@ class MemoryOnlineStore:
             self._hashes.clear()
             self._expires.clear()
             self._dedup.clear()
-            self._field_caches.clear()
 
     # data plane
     def _check_open(self) -> None:
@@ -141,50 +120,33 @@ class MemoryOnlineStore:
     def read_fields(self, keys: Sequence[str], fields: Sequence[str]) -> np.ndarray:
         """``out[i, j]`` = field ``fields[j]`` of ``keys[i]`` (0.0 if missing or expired); no copies.
 
-        Rows are cached per field list and recomputed only for keys written since (every write
-        path marks its keys) or once a cached key's expiry has passed, so a repeated read of
-        mostly unchanged keys costs one dict lookup per key.
+        A hash smaller than the field list scatters its own entries (one lookup per entry, not
+        per field): the open item buckets serving reads are mostly small.
         """
         check_keys(keys)
         check_fields(fields)
-        names, n = tuple(fields), len(keys)
+        out = np.zeros((len(keys), len(fields)))
+        zero, n = repeat(0.0), len(fields)
+        col: dict[str, int] | None = None  # field -> its last column
         with self._lock:
             self._check_open()
             now = self._clock()
-            cache = self._field_caches.get(names)
-            if cache is None or now >= cache.valid_until or len(cache.index) > 500_000:
-                if len(self._field_caches) >= 8:
-                    self._field_caches.clear()
-                cache = self._field_caches[names] = _FieldCache(rows=np.zeros((1024, len(names))))
-            if cache.dirty:
-                stale = [k for k in cache.dirty if k in cache.index]
-                cache.dirty.clear()
-                if stale:
-                    cache.rows[[cache.index[k] for k in stale]] = self._rows(stale, names, now, cache)
-            idx = np.fromiter(map(cache.index.get, keys, repeat(-1)), np.intp, n)
-            miss = np.flatnonzero(idx < 0)
-            if miss.size:
-                new = list(dict.fromkeys(keys[k] for k in miss.tolist()))
-                start, rows = len(cache.index), self._rows(new, names, now, cache)
-                if start + len(new) > len(cache.rows):  # grow (amortised doubling)
-                    grown = np.zeros((max(2 * len(cache.rows), start + len(new)), len(names)))
-                    grown[:start] = cache.rows[:start]
-                    cache.rows = grown
-                cache.rows[start : start + len(new)] = rows
-                cache.index.update(zip(new, range(start, start + len(new)), strict=True))
-                idx[miss] = [cache.index[keys[k]] for k in miss.tolist()]
-            return cache.rows[idx]
-
-    def _rows(self, keys: list[str], names: tuple[str, ...], now: float, cache: _FieldCache) -> np.ndarray:
-        """The current values of ``names`` in ``keys`` (lock held); lowers ``cache.valid_until``."""
-        flat: list[float] = []
-        empty, zero, expires = {}, repeat(0.0), self._expires
-        for key in keys:
-            flat.extend(map((self._live(key, now) or empty).get, names, zero))
-            at = expires.get(key)
-            if at is not None and at < cache.valid_until:
-                cache.valid_until = at
-        return np.array(flat, dtype=np.float64).reshape(len(keys), len(names))
+            for i, key in enumerate(keys):
+                h = self._live(key, now)
+                if not h:
+                    continue
+                if len(h) >= n:
+                    out[i] = np.fromiter(map(h.get, fields, zero), np.float64, n)
+                    continue
+                if col is None:
+                    col = dict(zip(fields, range(n), strict=True))
+                hit = [(col[f], v) for f, v in h.items() if f in col]
+                if hit:
+                    at, values = zip(*hit, strict=True)
+                    out[i, list(at)] = values
+        if col is not None and len(col) < n:  # a repeated field: its last column holds the value
+            out = out[:, [col[f] for f in fields]]
+        return out
 
     def set_many(self, rows: Mapping[str, Mapping[str, float]], ttl_s: int | None = None) -> None:
         """Replace the hash of every key in ``rows`` (an empty mapping deletes the key)."""
@@ -192,7 +154,6 @@ class MemoryOnlineStore:
         with self._lock:
             self._check_open()
             now = self._clock()
-            self._touch(clean)
             for key, fields in clean.items():
                 self._expires.pop(key, None)
                 if not fields:
@@ -216,7 +177,6 @@ class MemoryOnlineStore:
                 if forget_at is not None and forget_at > now:
                     continue
                 self._dedup[event_id] = now + dedup_ttl
-                self._touch(inc.key for inc in increments)
                 for inc in increments:
                     fields = self._live(inc.key, now)
                     if fields is None:
@@ -245,7 +205,6 @@ class MemoryOnlineStore:
                 if forget_at is not None and forget_at > now:
                     return None
             dedup.update(dict.fromkeys(event_ids, now + dedup_ttl))
-            self._touch(sums)
             hashes, expires = self._hashes, self._expires
             for key, (ttl, fields, amounts) in sums.items():
                 at = expires.get(key)

@@ -23,18 +23,31 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-KEY_FORMAT_VERSION = 1
+KEY_FORMAT_VERSION = 2
 """Version of the key layout; part of every key."""
 
 
 def feature_key(entity: str, entity_id: str, group: str) -> str:
-    """The key of one entity's feature group, e.g. ``fs1:user:42:activity``.
+    """The key of one entity's feature group, e.g. ``fs2:user:42:activity``.
 
     Example:
         >>> feature_key("user", "42", "activity")
-        'fs1:user:42:activity'
+        'fs2:user:42:activity'
     """
     return f"fs{KEY_FORMAT_VERSION}:{entity}:{entity_id}:{group}"
+
+
+def bucket_key(group: str, bucket: str) -> str:
+    """The key of one time bucket of an item counter: one hash for all items, field = item id.
+
+    ``bucket`` is ``"<counter>|<res>:<bucket_start>"`` (see :mod:`funnel.features.windows`), so
+    the open buckets of 1000 candidates are a few hashes read with one ``HMGET`` each.
+
+    Example:
+        >>> bucket_key("stats", "n.imp|3h:1767225600000")
+        'fs2:bucket:n.imp|3h:1767225600000:stats'
+    """
+    return feature_key("bucket", bucket, group)
 
 
 @dataclass(frozen=True, slots=True)

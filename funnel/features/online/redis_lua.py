@@ -34,22 +34,42 @@ return cjson.encode(out)
 """KEYS: the hashes to read. Returns a JSON array with each hash's flat ``HGETALL`` reply."""
 
 FIELDS_LUA = """
-local nf = #ARGV - 2
-local fields = {}
-for j = 1, nf do fields[j] = ARGV[j + 2] end
-local fmt = '<' .. string.rep('d', nf)
-local out, i = {}, 0
-for key in string.gmatch(ARGV[2], '([^\\n]*)\\n') do
-  i = i + 1
-  local v = redis.call('HMGET', ARGV[1] .. key, unpack(fields))
-  for j = 1, nf do v[j] = v[j] and tonumber(v[j]) or 0 end
-  out[i] = struct.pack(fmt, unpack(v))
+local keys, fields = {}, {}
+for key in string.gmatch(ARGV[2], '([^\\n]*)\\n') do keys[#keys + 1] = key end
+for field in string.gmatch(ARGV[3], '([^\\n]*)\\n') do fields[#fields + 1] = field end
+local nf = #fields
+local dense = '<i' .. string.rep('d', nf)
+local out, col = {}, nil
+for i = 1, #keys do
+  local key = ARGV[1] .. keys[i]
+  if redis.call('HLEN', key) < nf then
+    if not col then
+      col = {}
+      for j = 1, nf do col[fields[j]] = j - 1 end
+    end
+    local kv, pairs = redis.call('HGETALL', key), {}
+    for k = 1, #kv, 2 do
+      local j = col[kv[k]]
+      if j then
+        pairs[#pairs + 1] = j
+        pairs[#pairs + 1] = tonumber(kv[k + 1])
+      end
+    end
+    out[i] = struct.pack('<i' .. string.rep('id', #pairs / 2), #pairs / 2, unpack(pairs))
+  else
+    local v = redis.call('HMGET', key, unpack(fields))
+    for j = 1, nf do v[j] = v[j] and tonumber(v[j]) or 0 end
+    out[i] = struct.pack(dense, -1, unpack(v))
+  end
 end
 return table.concat(out)
 """
-"""ARGV: the key prefix (``<prefix>:``), the keys as one text of newline-terminated names (one
-argument: encoding a thousand key arguments cost the client ~1.5 ms per read), then the fields.
-Keys with a newline never come here. Returns ``#keys * #fields`` little-endian doubles."""
+"""ARGV: the key prefix (``<prefix>:``), the keys and the (distinct) fields, each as one text of
+newline-terminated names (one argument each: encoding a thousand arguments cost the client
+~1.5 ms per read). Names with a newline never come here. Per key, a little-endian block: a hash
+with fewer entries than fields is read whole (``HGETALL``: no field arguments to convert) and
+answers ``int32 m`` then ``m`` pairs ``(int32 column, float64 value)`` of the fields it holds;
+a larger one answers ``int32 -1`` then ``#fields`` doubles (``HMGET``, 0 when missing)."""
 
 SUMS_LUA = """
 local ne = tonumber(ARGV[2])
