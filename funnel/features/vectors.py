@@ -124,16 +124,23 @@ def compute(
     the user's sums of the item's sub-entities (gathered by code, see :class:`ItemMeta`).
     """
     n = len(item_ids)
-    steps, cross_keys = _plan(defs)
-    subs: dict[tuple[str, str, str], dict[str, float]] = {}
+    plan = _plan(defs)
+    steps, cross_keys, sub_groups = plan.steps, plan.cross, plan.sub_groups
+    subs: dict[tuple[str, str, str], dict[str, float]] = {}  # the sub-entity sums, by counter
     for (g0, c0, s0, w0), x in user_sums.items():
-        subs.setdefault((g0, c0, w0), {})[s0] = x
+        if g0 in sub_groups:
+            subs.setdefault((g0, c0, w0), {})[s0] = x
+    columns = item_matrix.T.astype(np.int64, order="C")  # one contiguous int row per item column
     coded = {"user_category": (meta.category_vocab, meta.category_codes)}
     coded["user_creator"] = (meta.creator_vocab, meta.creator_codes)
     crosses = {e: _crosses(subs, keys, *coded[e]) for e, keys in cross_keys.items() if keys}
     user: dict[str, object] = {}
     items: dict[str, np.ndarray] = {}
     values: dict[str, object] = {}
+    get = user_sums.get
+    for name, key, as_int in plan.user:  # plain user counters and sums: most features, one lookup
+        values[name] = v = get(key, 0.0)
+        user[name] = int(v) if as_int else v
     ndarray = np.ndarray
     for f, kind, arg in steps:
         if kind == "ratio":
@@ -147,6 +154,9 @@ def compute(
             v = user_sums.get(arg, 0.0)
         elif kind == "item":
             v = item_matrix[:, arg] if n else np.zeros(0)
+            if f.dtype == "int" and f.aggregation != "exists":  # a row of the int copy, made once
+                values[f.name], items[f.name] = v, columns[arg]
+                continue
         elif kind == "cross":
             v = crosses[f.entity][:, arg]
         elif kind == "user_item":  # one sub-entity per item: its own id
@@ -166,17 +176,28 @@ def compute(
             items[f.name] = v.astype(np.int64) if f.dtype == "int" else v.copy() if kind == "item" else v
         else:
             user[f.name] = int(v) if f.dtype == "int" else v  # type: ignore[call-overload]
-    return user, items
+    return {k: user[k] for k in plan.names if k in user}, {k: items[k] for k in plan.names if k in items}
 
 
-_PLANS: dict[int, tuple[Sequence[FeatureDef], list, dict[str, list]]] = {}
+@dataclass(frozen=True)
+class _Plan:
+    """How :func:`compute` derives ``defs``: plain user features first, then the other steps."""
+
+    user: list[tuple[str, tuple[str, str, str, str], bool]]  # (name, sums key, int)
+    steps: list[tuple[FeatureDef, str, object]]  # (feature, kind, argument)
+    cross: dict[str, list[tuple[str, str, str]]]  # the sums each cross entity gathers
+    sub_groups: set[str]  # the groups read by sub-entity
+    names: list[str]  # the output order: as in defs
 
 
-def _plan(defs: Sequence[FeatureDef]) -> tuple[list[tuple[FeatureDef, str, object]], dict[str, list]]:
-    """``(feature, kind, argument)`` steps of :func:`compute` and each cross entity's sums (memoised)."""
+_PLANS: dict[int, tuple[Sequence[FeatureDef], _Plan]] = {}
+
+
+def _plan(defs: Sequence[FeatureDef]) -> _Plan:
+    """The :class:`_Plan` of ``defs`` (memoised per ``defs`` object)."""
     memo = _PLANS.get(id(defs))
     if memo is not None and memo[0] is defs:
-        return memo[1], memo[2]
+        return memo[1]
     cols = {c: j for j, c in enumerate(item_columns(defs))}
     cross: dict[str, list[tuple[str, str, str]]] = {"user_category": [], "user_creator": []}
     steps: list[tuple[FeatureDef, str, object]] = []
@@ -196,7 +217,12 @@ def _plan(defs: Sequence[FeatureDef]) -> tuple[list[tuple[FeatureDef, str, objec
             if key not in keys:
                 keys.append(key)
             steps.append((f, "cross", keys.index(key)))
+    sub_groups = {f.group() for f, kind, _ in steps if kind in ("cross", "user_item", "distinct")}
+    plain = [(f, k, a) for f, k, a in steps if k == "user" and f.aggregation != "exists"]
+    user = [(f.name, a, f.dtype == "int") for f, _, a in plain]
+    rest = [s for s in steps if s not in plain]
+    plan = _Plan(user, rest, cross, sub_groups, [f.name for f in defs])
     if len(_PLANS) > 64:
         _PLANS.clear()
-    _PLANS[id(defs)] = (defs, steps, cross)
-    return steps, cross
+    _PLANS[id(defs)] = (defs, plan)
+    return plan

@@ -181,22 +181,25 @@ def window_sums(
     global _MEMO
     epoch = tuple(w.bucket_start(t) for w in WINDOWS.values())  # fixes every window's bounds
     memo_epoch, memo = _MEMO  # one read: another thread may swap in another epoch's memo
-    if memo_epoch != epoch or len(memo) > 200_000:
+    if memo_epoch != epoch or sum(map(len, memo.values())) > 200_000:
         memo = {}
         _MEMO = (epoch, memo)
-    get = memo.get
     for group, h in hashes.items():
+        by_field = memo.get(group)
+        if by_field is None:
+            by_field = memo.setdefault(group, {})
+        get = by_field.get
         for field, value in h.items():
-            keys = get((group, field))
+            keys = get(field)
             if keys is None:
-                keys = memo[(group, field)] = _window_keys(group, field, t)
+                keys = by_field[field] = _window_keys(group, field, t)
             for key in keys:
                 out[key] = out.get(key, 0.0) + value
     return out
 
 
 _MEMO: tuple[tuple[int, ...], dict] = ((), {})
-"""``(epoch, {(group, field): window_sums keys})``: the bucket starts at ``t`` fix every window."""
+"""``(epoch, {group: {field: window_sums keys}})``: the bucket starts at ``t`` fix every window."""
 
 
 def _window_keys(group: str, field: str, t: int) -> tuple[tuple[str, str, str, str], ...]:
