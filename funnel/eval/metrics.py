@@ -21,7 +21,11 @@ With ``T_u`` the test items of user ``u``, ``h_r`` = 1 when the item at rank ``r
 * ``diversity`` (intra-list): with ``v_i`` item ``i``'s vector (by default its training-matrix
   column, i.e. which users had it), a list's diversity is the mean over its item pairs of
   ``1 − cos(v_i, v_j)`` (a zero vector has cosine 0 with everything); the metric is the mean over
-  lists holding at least two items.
+  lists holding at least two items;
+* ``category_entropy``: the Shannon entropy (bits) of the category distribution within a list
+  (each item counted under its category code; items without one and padding ignored), averaged
+  over lists holding at least one categorised item — 0 when a list has a single category,
+  ``log2(k)`` when its ``k`` items all differ.
 
 Example:
     >>> import numpy as np, scipy.sparse as sp
@@ -182,3 +186,28 @@ def diversity(recs: np.ndarray, item_vectors: sp.spmatrix | np.ndarray) -> float
         cos[sel[found]] = G.data[at[found]]
     total = np.bincount(owner, weights=1.0 - cos, minlength=n)
     return float((total[lists] / pairs[lists]).mean())
+
+
+def category_entropy(recs: np.ndarray, item_categories: np.ndarray) -> float:
+    """Mean per-list Shannon entropy (bits) of the items' categories (``item_categories[i]``, ``-1`` = none).
+
+    >>> category_entropy(np.array([[0, 1, 2, 3], [0, 1, -1, -1]]), np.array([5, 5, 7, 8]))
+    0.75
+    """
+    recs = _recs(recs, None)
+    cats = np.asarray(item_categories, dtype=np.int64)
+    code = np.where(recs >= 0, cats[np.where(recs >= 0, recs, 0)], -1)
+    total = (code >= 0).sum(axis=1)
+    lists = total > 0
+    if not lists.any():
+        return 0.0
+    n, k = code.shape
+    srt = np.sort(code, axis=1)
+    new = np.ones_like(srt, dtype=bool)
+    new[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    run_id = np.cumsum(new.ravel()) - 1  # one id per (list, category) run
+    counts = np.bincount(run_id, weights=(srt.ravel() >= 0).astype(np.float64))
+    owner = np.repeat(np.arange(n), k)[new.ravel()]
+    p = counts / np.maximum(total[owner], 1)
+    h = np.bincount(owner, weights=np.where(p > 0, -p * np.log2(np.where(p > 0, p, 1.0)), 0.0), minlength=n)
+    return float(h[lists].mean())
