@@ -180,16 +180,14 @@ class FeatureServer:
                 row[:] = np.fromiter(map(h.get, item_ids, zero), np.float64, n)
         return out.T
 
-    def _item_matrix(self, item_ids: list[str], t: int, hashes: list[dict[str, float]] | None) -> np.ndarray:
-        """Window sums of every item column: each in-window bucket key read, summed by matmul.
+    def _item_matrix(self, item_ids: list[str], lay: _Layout, opened: np.ndarray) -> np.ndarray:
+        """Window sums of every item column: the open buckets' counts ``opened`` plus the closed.
 
         Closed buckets (every in-window bucket but the current one of each resolution) no longer
         change, so their per-item sums are cached until ``t`` enters a new bucket; only the open
-        buckets (a few keys) are read on every read. ``hashes``: the open bucket hashes when the
-        store has no fast path (read with the user's in one ``get_many``).
+        buckets (a few keys, read with the user's hashes) are read on every request.
         """
-        lay, n = self._layout(t), len(item_ids)
-        out = self._buckets(lay.open_keys, item_ids, hashes) @ lay.open_proj
+        out, n = opened @ lay.open_proj, len(item_ids)
         if not lay.closed_keys:
             return out
         if len(lay.closed) > 500_000:
@@ -215,18 +213,21 @@ class FeatureServer:
         """Feature vectors of ``user_id`` and ``item_ids`` at ``t`` (epoch ms; default now)."""
         t = int(time.time() * 1000) if t is None else int(t)
         item_ids = list(item_ids)
+        lay = self._layout(t)
         keys = [feature_key("user", user_id, g) for g in (*USER_GROUPS, "recent")]
         k = len(keys)
         if self.catalog is None:
             keys += [f"{_ITEM}{i}:meta" for i in item_ids]
-        m = len(keys)
-        if not self._fast:  # the open item buckets in the same call
-            keys += self._layout(t).open_keys
-        hashes = self.store.get_many(keys)
+        if self._fast:  # the user's hashes and the open item buckets in one call
+            hashes, opened = self.store.read_many(keys, lay.open_keys, item_ids)  # type: ignore[attr-defined]
+            opened = opened.T
+        else:
+            hashes = self.store.get_many(keys + lay.open_keys)
+            opened = self._buckets(lay.open_keys, item_ids, hashes[len(keys) :])
         user_sums = window_sums(dict(zip(USER_GROUPS, hashes[: k - 1], strict=True)), t)
         recent = read_recent(hashes[k - 1])
-        matrix = self._item_matrix(item_ids, t, None if self._fast else hashes[m:])
-        meta = self._meta(item_ids, hashes[k:m])
+        matrix = self._item_matrix(item_ids, lay, opened)
+        meta = self._meta(item_ids, hashes[k : len(keys)])
         user, items = compute(t, user_sums, recent, item_ids, matrix, meta, self.defs)
         fv = FeatureVectors(user_id, item_ids, t, user, items)
         if self.served_log is not None and request_id is not None:

@@ -306,6 +306,19 @@ def test_read_fields_of_small_and_large_hashes_and_repeated_fields(backend: Back
     assert got.tolist() == [[h.get(f, 0.0) for f in many] for h in s.get_many([U1, U2])]
 
 
+def test_read_many_is_get_many_and_read_fields(backend: Backend) -> None:
+    s = backend.store
+    s.set_many({U1: {"a": 0.1, "b": 2.0}, U2: {"b": 3.0}, I1: {f"x{k}": float(k) for k in range(9)}})
+    fields = ["x3", "b", "x3", "nope"]
+    hashes, got = s.read_many([U2, U1, I1], [I1, U2, U1], fields)  # type: ignore[attr-defined]
+    assert hashes == s.get_many([U2, U1, I1])
+    assert got.tolist() == s.read_fields([I1, U2, U1], fields).tolist()  # type: ignore[attr-defined]
+    hashes, got = s.read_many([U1], [], fields)  # type: ignore[attr-defined]
+    assert hashes == s.get_many([U1]) and got.shape == (0, 4)
+    hashes, got = s.read_many([], [U1], [])  # type: ignore[attr-defined]
+    assert hashes == [] and got.shape == (1, 0)
+
+
 def test_apply_sums_equals_apply_and_refuses_seen_ids(backend: Backend) -> None:
     s = backend.store
     sums = {U1: (60, ["clicks", "dwell", "dwell"], [3.0, 0.1, 0.2]), I1: (None, ["n"], [2.0])}

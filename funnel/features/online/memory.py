@@ -148,6 +148,12 @@ class MemoryOnlineStore:
             out = out[:, [col[f] for f in fields]]
         return out
 
+    def read_many(
+        self, keys: Sequence[str], field_keys: Sequence[str], fields: Sequence[str]
+    ) -> tuple[list[dict[str, float]], np.ndarray]:
+        """``(get_many(keys), read_fields(field_keys, fields))``."""
+        return self.get_many(keys), self.read_fields(field_keys, fields)
+
     def set_many(self, rows: Mapping[str, Mapping[str, float]], ttl_s: int | None = None) -> None:
         """Replace the hash of every key in ``rows`` (an empty mapping deletes the key)."""
         clean, ttl = check_rows(rows), check_ttl(ttl_s)

@@ -10,7 +10,8 @@ Every backend passes one contract suite (``tests/contract/test_online_store_cont
 
 Optional capability :data:`FAST_PATH` (declared by a backend in its ``capabilities`` attribute,
 never guessed from its methods; both built-in backends declare it): :meth:`FastPathStore.read_fields`
-(named fields of many hashes as one float64 matrix, no hash copies) and
+(named fields of many hashes as one float64 matrix, no hash copies), :meth:`FastPathStore.read_many`
+(``get_many`` and ``read_fields`` together, one round trip) and
 :meth:`FastPathStore.apply_sums` (a whole batch of all-new events as per-key field sums, one
 atomic call; returns None, changing nothing, when an event id was already applied).
 """
@@ -85,7 +86,7 @@ class OnlineStore(Protocol):
 
 
 FAST_PATH = "fast_path"
-"""Capability name of :class:`FastPathStore` (``read_fields`` + ``apply_sums``)."""
+"""Capability name of :class:`FastPathStore` (``read_fields``, ``read_many``, ``apply_sums``)."""
 
 KeySums = dict[str, tuple[int | None, list[str], list[float]]]
 """``key -> (ttl_s or None, fields, amounts)``: add ``amounts[j]`` to ``fields[j]`` in order (a
@@ -104,6 +105,12 @@ class FastPathStore(OnlineStore, Protocol):
 
     def read_fields(self, keys: Sequence[str], fields: Sequence[str]) -> np.ndarray:
         """``out[i, j]`` = field ``fields[j]`` of hash ``keys[i]`` (0.0 when missing or expired)."""
+        ...
+
+    def read_many(
+        self, keys: Sequence[str], field_keys: Sequence[str], fields: Sequence[str]
+    ) -> tuple[list[dict[str, float]], np.ndarray]:
+        """``(get_many(keys), read_fields(field_keys, fields))`` in one call (one round trip)."""
         ...
 
     def apply_sums(self, event_ids: Sequence[str], sums: KeySums, dedup_ttl_s: int) -> int | None:

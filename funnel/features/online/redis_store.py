@@ -148,10 +148,42 @@ class RedisOnlineStore:
         for start in range(0, len(keys), READ_CHUNK):
             names = [f"{p}:{key}" for key in keys[start : start + READ_CHUNK]]
             with unavailable("online store read"):
-                raw = json.loads(self._read(keys=names))
-            for h in raw:  # [field, value, field, value, ...] or {} (cjson's empty table)
-                out.append({h[i]: float(h[i + 1]) for i in range(0, len(h), 2)} if h else {})
+                out += _hashes(self._read(keys=names))
         return out
+
+    def read_many(
+        self, keys: Sequence[str], field_keys: Sequence[str], fields: Sequence[str]
+    ) -> tuple[list[dict[str, float]], np.ndarray]:
+        """``(get_many(keys), read_fields(field_keys, fields))``: both scripts in one pipeline.
+
+        One round trip when each fits one script call (else the two calls, one after the other).
+        """
+        check_keys(keys)
+        check_keys(field_keys)
+        check_fields(fields)
+        self._check_open()
+        distinct = list(dict.fromkeys(fields))
+        names, wanted = "\n".join(field_keys) + "\n", "\n".join(distinct) + "\n"
+        fits = all(0 < size <= READ_CHUNK for size in (len(keys), len(field_keys), len(distinct)))
+        if not fits or names.count("\n") != len(field_keys) or wanted.count("\n") != len(distinct):
+            return self.get_many(keys), self.read_fields(field_keys, fields)
+        p = self.prefix
+        with unavailable("online store read"):
+            for attempt in (1, 2):
+                pipe = self._r.pipeline(transaction=False)  # EVALSHA by hand: redis-py's Script
+                pipe.evalsha(self._read.sha, len(keys), *(f"{p}:{k}" for k in keys))  # would check first
+                pipe.evalsha(self._fields.sha, 0, f"{p}:", names, wanted)
+                try:
+                    raw, packed = pipe.execute()
+                    break
+                except redis.exceptions.NoScriptError:  # the server restarted: load them, once
+                    if attempt == 2:
+                        raise
+                    self._r.script_load(self._read.script)
+                    self._r.script_load(self._fields.script)
+        block = np.zeros((len(field_keys), len(distinct)))
+        _unpack_fields(packed, block)
+        return _hashes(raw), _spread(block, distinct, fields)
 
     def read_fields(self, keys: Sequence[str], fields: Sequence[str]) -> np.ndarray:
         """``out[i, j]`` = field ``fields[j]`` of ``keys[i]`` (0.0 if missing); one call per chunk.
@@ -183,10 +215,7 @@ class RedisOnlineStore:
                         pipe.hmget(f"{p}:{key}", cols)
                     rows = pipe.execute()
                 block[:] = [[0.0 if v is None else float(v) for v in r] for r in rows]
-        if len(distinct) == len(fields):
-            return out
-        at = {f: k for k, f in enumerate(distinct)}
-        return out[:, [at[f] for f in fields]]
+        return _spread(out, distinct, fields)
 
     def set_many(self, rows: Mapping[str, Mapping[str, float]], ttl_s: int | None = None) -> None:
         """Replace the hashes of ``rows`` in one ``MULTI``/``EXEC`` (an empty mapping deletes)."""
@@ -260,6 +289,19 @@ class RedisOnlineStore:
         if not self._closed:
             self._closed = True
             self._r.close()
+
+
+def _hashes(raw: bytes) -> list[dict[str, float]]:
+    """The hashes of a ``READ_LUA`` answer (JSON: per key ``[field, value, ...]`` or ``{}``)."""
+    return [{h[i]: float(h[i + 1]) for i in range(0, len(h), 2)} if h else {} for h in json.loads(raw)]
+
+
+def _spread(out: np.ndarray, distinct: list[str], fields: Sequence[str]) -> np.ndarray:
+    """``out`` (columns: ``distinct``) with one column per entry of ``fields`` (which may repeat)."""
+    if len(distinct) == len(fields):
+        return out
+    at = {f: k for k, f in enumerate(distinct)}
+    return out[:, [at[f] for f in fields]]
 
 
 def _unpack_fields(raw: bytes, block: np.ndarray) -> None:
