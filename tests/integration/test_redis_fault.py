@@ -225,3 +225,24 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(server: RedisServer) -> N
     assert state(store, keys) == after
     log.close()
     store.close()
+
+
+def test_reads_after_a_restart_reload_their_scripts(server: RedisServer) -> None:
+    """A restarted server has an empty script cache: the one-round-trip read loads its scripts."""
+    store = open_online_store(f"redis://127.0.0.1:{server.port}/0?prefix=fs&timeout=2")
+    key = feature_key("user", "u1", "act")
+    store.set_many({key: {"a": 1.0, "b": 2.0}})
+    expected = ([{"a": 1.0, "b": 2.0}], [[2.0, 1.0]])
+    hashes, got = store.read_many([key], [key], ["b", "a"])  # type: ignore[attr-defined]
+    assert (hashes, got.tolist()) == expected
+    server.kill()
+    server.start()  # an empty script cache (and, without persistence here, no data: write it again)
+    for attempt in range(3):  # the pool's old connection fails once, then redis-py reconnects
+        try:
+            store.set_many({key: {"a": 1.0, "b": 2.0}})
+            break
+        except UnavailableError:
+            assert attempt < 2
+    hashes, got = store.read_many([key], [key], ["b", "a"])  # type: ignore[attr-defined]
+    assert (hashes, got.tolist()) == expected
+    store.close()
