@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from funnel.core.idmap import IdMap
-from funnel.core.schema import EVENT_CODE, EVENT_TYPES, NEGATIVE_TYPES, TIMESTAMP
+from funnel.core.schema import EVENT_CODE, EVENT_TYPES, INTERACTIONS, NEGATIVE_TYPES, TIMESTAMP
 
 NEGATIVE_CODES = np.array(sorted(EVENT_CODE[t] for t in NEGATIVE_TYPES), dtype=np.int8)
 
@@ -118,6 +118,27 @@ class Interactions:
             self._n_users,
             self._n_items,
         )
+
+    def to_table(self) -> pa.Table:
+        """The canonical ``INTERACTIONS`` table of these events (external ids, no event ids).
+
+        >>> t = pa.table({"user_id": ["u"], "item_id": ["a"], "timestamp": [5], "type": ["like"]})
+        >>> Interactions.from_table(t).to_table().select(["user_id", "type"]).to_pylist()
+        [{'user_id': 'u', 'type': 'like'}]
+        """
+        n = len(self)
+        value = pa.array(self.value.astype(np.float64), mask=np.isnan(self.value))
+        cols = {
+            "event_id": pa.nulls(n, pa.string()),
+            "user_id": pa.array(self.users.keys_of(self.user_idx), pa.string()),
+            "item_id": pa.array(self.items.keys_of(self.item_idx), pa.string()),
+            "timestamp": pa.array(self.timestamp, pa.int64()).cast(TIMESTAMP),
+            "type": pa.array(np.asarray(EVENT_TYPES, dtype=object)[self.type_code], pa.string()),
+            "value": value,
+            "request_id": pa.nulls(n, pa.string()),
+            "position": pa.nulls(n, pa.int32()),
+        }
+        return pa.table(cols, schema=INTERACTIONS)
 
     def positive_mask(self) -> np.ndarray:
         """True for events that are positive implicit feedback (not skip/dislike/not_interested)."""

@@ -20,6 +20,7 @@ CASES = [
     ("item_knn", {"k_neighbours": 20}),
     ("trending", {"half_life_days": 3.0}),
     ("new_items", {"window_days": 60.0}),
+    ("ease", {"l2": 10.0}),
     ("editorial", {"curated": ["i000003", "i000007", "i000001"], "sponsored": ["i000009"]}),
     ("content", {"embedder": "tfidf", "dim": 16}),
     (

@@ -20,6 +20,7 @@ from typing import Any
 from funnel.core.artifacts import read_manifest
 from funnel.core.errors import ConfigError, CorruptDataError
 from funnel.retrieval.sources.als_source import ALSSource
+from funnel.retrieval.sources.ease_source import EASESource
 from funnel.retrieval.sources.editorial import EditorialSource
 from funnel.retrieval.sources.item_knn_source import ItemKNNSource
 from funnel.retrieval.sources.new_items import NewItemsSource
@@ -31,6 +32,7 @@ SOURCES: dict[str, type[Any]] = {
     "trending": TrendingSource,
     "new_items": NewItemsSource,
     "editorial": EditorialSource,
+    "ease": EASESource,
 }
 """Source name -> class."""
 

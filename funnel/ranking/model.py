@@ -1,0 +1,234 @@
+"""``RankingPipeline``: retrieval sources + a multi-objective ranker, trained leak-free.
+
+``fit(data)`` (a :class:`~funnel.retrieval.source.RetrievalData` of every training event):
+
+1. cut the events by time into history and a label window (:mod:`funnel.ranking.labels`);
+2. fit the :class:`~funnel.retrieval.retriever.Retriever` on the history only;
+3. ask it, as of the cut, for the candidates of the label-window users (a hash sample of at most
+   ``max_label_users``); label them from the window; sample negatives (:mod:`funnel.ranking.dataset`);
+4. read their features point in time at the cut from the offline store (DuckDB over a Parquet
+   lake of the history events) and build the matrix with ``build_features``;
+5. train :class:`~funnel.ranking.ranker.MultiObjectiveRanker` on the users outside the validation
+   share, early-stopped on it; record ``report_`` (per-head AUC and NDCG@10 on validation, the
+   lift over retrieval order, feature importance);
+6. refit the sources on *all* events for serving, and the catalogue statistics with them.
+
+``rank(query, server)`` serves: merged candidates, features read from an online store through a
+:class:`~funnel.features.serving.FeatureServer`, one batched scoring call, best first.
+
+Example:
+    >>> from funnel.data.synthetic import SyntheticConfig, generate
+    >>> from funnel.retrieval.sources.common import retrieval_data
+    >>> ds = generate(SyntheticConfig(n_users=120, n_items=80, n_interactions=3000, seed=1))
+    >>> data = retrieval_data(ds.interactions, ds.items, ds.users)
+    >>> p = RankingPipeline({"item_knn": {}, "trending": {}}, total=100,
+    ...                     ranker={"n_estimators": 10}).fit(data)
+    >>> sorted(p.report_["heads"]) == sorted(p.ranker_.boosters_)
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import pyarrow as pa
+
+from funnel.core.artifacts import load_artifact, save_artifact
+from funnel.core.estimator import Estimator
+from funnel.features.offline import OfflineStore, write_partitioned
+from funnel.features.serving import FeatureServer
+from funnel.ranking.dataset import (
+    TrainingRows,
+    candidate_rows,
+    feature_rows,
+    offline_vectors,
+    subset,
+    user_hash,
+)  # fmt: skip
+from funnel.ranking.features import Context, ItemStatics
+from funnel.ranking.labels import LabelConfig, available_heads, head_labels, label_mask
+from funnel.ranking.ranker import MultiObjectiveRanker
+from funnel.ranking.report import ranking_report
+from funnel.retrieval.merge import MergedCandidates
+from funnel.retrieval.quotas import history_query
+from funnel.retrieval.retriever import Retriever
+from funnel.retrieval.source import RetrievalData, RetrievalQuery
+
+log = logging.getLogger(__name__)
+KIND, FORMAT_VERSION = "ranking_pipeline", 1
+
+
+def item_statics(data: RetrievalData) -> ItemStatics:
+    """Catalogue statistics of ``data``: popularity (positive users per item) and publish times."""
+    pop = np.asarray((data.X > 0).sum(axis=0)).ravel().astype(np.float64)
+    pub = data.items.column("published_at").cast(pa.int64()).to_numpy(zero_copy_only=False)
+    pub = np.asarray(pub, dtype=np.float64)  # nulls become NaN
+    return ItemStatics(data.items.column("item_id").to_pylist(), pop, pub)
+
+
+def offline_store(data: RetrievalData, folder: str | Path) -> OfflineStore:
+    """An offline store over ``data``'s events, written as a features lake under ``folder``."""
+    write_partitioned(folder, "interactions", data.interactions.to_table(), "train")
+    return OfflineStore(folder, data.items)
+
+
+class RankingPipeline(Estimator):
+    """Sources + ranker; see the module docstring.
+
+    Args:
+        sources, quotas, total: the :class:`Retriever`'s (``total`` candidates per user).
+        labels: :class:`LabelConfig` fields (label window, like / dislike / completion thresholds).
+        ranker: :class:`MultiObjectiveRanker` hyper-parameters.
+        max_label_users: label-window users sampled for training rows.
+        negatives: non-engaged candidates sampled per user.
+        valid_fraction: share of label users held out for early stopping and the report.
+        seed: sampling seed.
+
+    Attributes:
+        retriever_, ranker_, statics_: fitted for serving; cut_ms_: the training cut;
+        report_: heads, skipped heads, validation metrics, lift, importance, row counts.
+    """
+
+    def __init__(
+        self,
+        sources: Mapping[str, Mapping[str, Any]] | None = None,
+        quotas: Mapping[str, float] | str | None = None,
+        total: int = 1000,
+        labels: Mapping[str, Any] | None = None,
+        ranker: Mapping[str, Any] | None = None,
+        max_label_users: int = 3000,
+        negatives: int = 100,
+        valid_fraction: float = 0.2,
+        seed: int = 0,
+    ) -> None:
+        self.sources = None if sources is None else {k: dict(v) for k, v in sources.items()}
+        self.quotas = quotas if quotas is None or isinstance(quotas, str) else dict(quotas)
+        self.total = total
+        self.labels = dict(labels or {})
+        self.ranker = dict(ranker or {})
+        self.max_label_users = max_label_users
+        self.negatives = negatives
+        self.valid_fraction = valid_fraction
+        self.seed = seed
+
+    def _retriever(self) -> Retriever:
+        return Retriever(self.sources, self.quotas, total=self.total)
+
+    def fit(self, data: RetrievalData, workdir: str | Path | None = None) -> Self:
+        """Train leak-free on ``data`` (steps in the module docstring); ``workdir`` holds the lake."""
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+            rows, cut = self.training_rows(data, tmp)
+        self.cut_ms_ = cut
+        valid = np.array([user_hash(u, f"valid{self.seed}") < self.valid_fraction for u in rows.user_ids])
+        train, held = rows.take_groups(~valid), rows.take_groups(valid)
+        vset = (held.X, held.group_sizes, held.labels) if len(held.group_sizes) else None
+        self.ranker_ = MultiObjectiveRanker(**self.ranker).fit(
+            train.X, train.group_sizes, train.labels, rows.names, valid=vset
+        )
+        self.report_ = ranking_report(self.ranker_, held if len(held.group_sizes) else train)
+        self.report_["rows"] = {"train": len(train.X), "valid": len(held.X), **rows.stats}
+        self.retriever_ = self._retriever().fit(data)
+        self.statics_ = item_statics(data)
+        self.n_items_ = data.X.shape[1]
+        return self
+
+    def training_rows(self, data: RetrievalData, folder: str | Path) -> tuple[TrainingRows, int]:
+        """The labelled feature rows of the label-window users, and the last history time (steps 1–4)."""
+        inter, cfg = data.interactions, LabelConfig(**self.labels)
+        is_label, cuts = label_mask(inter, cfg)
+        history = inter.subset(~is_label)
+        window = inter.subset(is_label)
+        now = int(history.timestamp.max(initial=0)) + 1
+        hist = RetrievalData(history, history.to_csr(), data.items, data.users, now)
+        heads, missing = available_heads(inter, cfg)
+        for why in missing.values():
+            log.info("ranker head skipped: %s", why)
+        positives = head_labels(window, cfg, heads)
+        users = np.unique(window.user_idx[window.positive_mask()]).astype(np.int64)
+        ids = inter.users.keys_of(users)
+        share = self.max_label_users / max(1, len(users))
+        pick = np.array([user_hash(u, f"sample{self.seed}") < share for u in ids], dtype=bool)
+        users, ids = users[pick], [u for u, k in zip(ids, pick.tolist(), strict=True) if k]
+        retriever = self._retriever().fit(hist)
+        query = history_query(hist, users)
+        merged = retriever.retrieve(query)
+        keep, labels, stats = candidate_rows(
+            merged, users, ids, inter.n_items, positives, self.negatives, self.seed
+        )
+        stats["label_users"] = len(users)
+        used = [k for k, r in enumerate(keep) if len(r)]
+        merged = [subset(merged[k], keep[k]) for k in used]
+        statics = item_statics(hist)
+        offline = offline_store(hist, folder)
+        times = np.minimum(cuts[users[used]], now) if used else np.zeros(0, dtype=np.int64)
+        item_ids = [statics.ids_of(m.items) for m in merged]
+        vectors = offline_vectors(offline, [ids[k] for k in used], item_ids, times)
+        fm = feature_rows(vectors, merged, statics)
+        rows = TrainingRows(
+            fm.values,
+            fm.names,
+            np.array([len(keep[k]) for k in used], dtype=np.int64),
+            {h: np.concatenate([labels[h][k] for k in used]) for h in heads},
+            [ids[k] for k in used],
+            np.concatenate([m.items for m in merged]),
+            stats,
+        )
+        rows.stats["heads_missing"] = len(missing)
+        return rows, now
+
+    def retrieve(self, query: RetrievalQuery) -> list[MergedCandidates]:
+        """The serving retriever's merged candidates for ``query``."""
+        return self.retriever_.retrieve(query)
+
+    def rank(
+        self,
+        query: RetrievalQuery,
+        server: FeatureServer,
+        contexts: Sequence[Context] | None = None,
+        weights: Mapping[str, float] | None = None,
+    ) -> list[tuple[MergedCandidates, np.ndarray]]:
+        """Per user of ``query``: merged candidates re-ordered best first, and their scores."""
+        merged = self.retrieve(query)
+        ids = [self.statics_.ids_of(m.items) for m in merged]
+        vectors = [server.read(u, i, query.now_ms) for u, i in zip(query.user_ids, ids, strict=True)]
+        out: list[tuple[MergedCandidates, np.ndarray]] = []
+        nonempty = [k for k, m in enumerate(merged) if len(m)]
+        scores = np.zeros(0)
+        if nonempty:
+            fm = feature_rows([vectors[k] for k in nonempty], [merged[k] for k in nonempty], self.statics_,
+                              [contexts[k] for k in nonempty] if contexts else None)  # fmt: skip
+            scores = self.ranker_.score(fm.values, weights=weights)
+        at = 0
+        for m in merged:
+            s = scores[at : at + len(m)]
+            at += len(m)
+            order = np.argsort(-s, kind="stable")
+            out.append((subset(m, order), s[order]))
+        return out
+
+    def save(self, folder: str | Path) -> None:
+        """Write the retriever, the ranker and the catalogue statistics under ``folder``."""
+        folder = Path(folder)
+        self.retriever_.save(folder / "retriever")
+        self.ranker_.save(folder / "ranker")
+        arrays = {"popularity": self.statics_.popularity, "published_at": self.statics_.published_at}
+        meta = {"cut_ms": self.cut_ms_, "report": self.report_, "n_items": self.n_items_,
+                "item_ids": self.statics_.item_ids}  # fmt: skip
+        save_artifact(folder, KIND, FORMAT_VERSION, self.get_params(), arrays, meta)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Self:
+        """Read a pipeline written by :meth:`save` (no pickle)."""
+        folder = Path(folder)
+        art = load_artifact(folder, KIND, FORMAT_VERSION)
+        p = cls(**art.params)
+        p.retriever_ = Retriever.load(folder / "retriever")
+        p.ranker_ = MultiObjectiveRanker.load(folder / "ranker")
+        p.statics_ = ItemStatics(art.meta["item_ids"], art.arrays["popularity"], art.arrays["published_at"])
+        p.cut_ms_, p.report_, p.n_items_ = art.meta["cut_ms"], art.meta["report"], art.meta["n_items"]
+        return p

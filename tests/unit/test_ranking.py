@@ -1,0 +1,149 @@
+"""Unit tests of the ranking stage: features, labels, the multi-objective ranker."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from funnel.core.errors import NotTrainedError, ValidationError
+from funnel.core.interactions import Interactions
+from funnel.features.online.memory import MemoryOnlineStore
+from funnel.features.online.protocol import feature_key
+from funnel.features.serving import FeatureServer
+from funnel.features.streaming import Catalog
+from funnel.ranking.features import Context, ItemStatics, build_features, feature_names
+from funnel.ranking.labels import LabelConfig, available_heads, head_labels, label_mask, user_cuts
+from funnel.ranking.ranker import MultiObjectiveRanker
+from funnel.ranking.report import auc, group_ndcg
+from funnel.retrieval.merge import merge_one
+from funnel.retrieval.sources.common import candidates
+
+T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC, a Thursday
+
+
+class Empty:
+    def get_many(self, keys):
+        return [{} for _ in keys]
+
+
+def test_build_features_keeps_missing_source_scores_as_nan():
+    statics = ItemStatics(["a", "b", "c", "d"], np.array([4.0, 3.0, 2.0, 1.0]), np.full(4, np.nan))
+    a = candidates(np.array([0, 1]), np.array([0.9, 0.5]), "picked_for_you")
+    b = candidates(np.array([1, 2]), np.array([7.0, 3.0]), "trending")
+    merged = merge_one([a, b], ("als", "trending"), np.array([2.0, 2.0]), total=3)
+    fv = FeatureServer(Empty()).read("u", statics.ids_of(merged.items), t=T0 + 3_600_000 * 5)
+    fm = build_features(fv, merged, Context(device="tv", surface="weird"), statics)
+    assert fm.names == feature_names(("als", "trending"))
+    assert fm.values.dtype == np.float32
+    rows = {int(i): k for k, i in enumerate(merged.items)}
+    assert fm.column("src_als_score")[rows[0]] == pytest.approx(0.9)
+    assert np.isnan(fm.column("src_trending_score")[rows[0]])  # missing is NaN, not 0
+    assert np.isnan(fm.column("src_als_rank")[rows[2]])
+    assert fm.column("n_sources")[rows[1]] == 2
+    assert fm.column("merge_position").tolist() == [0.0, 1.0, 2.0]
+    assert fm.column("ctx_hour")[0] == 5 and fm.column("ctx_dow")[0] == 3  # Thursday
+    assert fm.column("ctx_device")[0] == 4 and fm.column("ctx_surface")[0] == 5  # "other"
+    # percentile: share of items strictly less popular (a=4 is above 3 of 4)
+    assert fm.column("popularity_pct")[rows[0]] == pytest.approx(0.75)
+
+
+def test_user_typical_age_from_recent_items():
+    day = 86_400_000
+    pub = np.array([T0 - 100 * day, T0 - 10 * day, T0 - 4 * day])
+    statics = ItemStatics(["old", "new", "x"], np.ones(3), pub)
+    store = MemoryOnlineStore()
+    recent = {f"old|{T0 - 2 * day}": 1.0, f"new|{T0 - day}": 1.0}
+    store.set_many({feature_key("user", "u", "recent"): recent})
+    catalog = Catalog({"x": ()}, {"x": None}, {"x": int(pub[2])})
+    merged = merge_one(
+        [candidates(np.array([2]), np.array([1.0]), "trending")], ("trending",), np.array([1.0]), 1
+    )
+    fv = FeatureServer(store, catalog).read("u", ["x"], t=T0)
+    fm = build_features(fv, merged, Context(), statics)
+    assert fv.user["user_recent_items"] == ["new", "old"]
+    # typical age = median(100, 10) = 55 days; the item is 4 days old
+    assert fm.column("item_age_days")[0] == pytest.approx(4)
+    assert fm.column("age_vs_user_typical_days")[0] == pytest.approx(4 - 55)
+
+
+def _events(rows):
+    users, items, ts, types, values = zip(*rows, strict=True)
+    return Interactions.from_table(
+        pa.table({"user_id": users, "item_id": items, "timestamp": ts, "type": types, "value": values})
+    )
+
+
+def test_user_cuts_and_global_cut():
+    inter = _events(
+        [("u", f"i{k}", 100 * k, "click", None) for k in range(10)] + [("v", "i0", 50, "click", None)]
+    )
+    cuts = user_cuts(inter, LabelConfig(label_fraction=0.2))
+    assert cuts[0] == 900 - 180  # last - 0.2 * (last - first)
+    assert cuts[1] == np.iinfo(np.int64).max  # too few events: history only
+    is_label, times = label_mask(inter, LabelConfig(label_fraction=0.2, split="global"))
+    assert (times == 701).all()  # the cut (720) clamped to one past the last history event
+    assert is_label.sum() == 2  # t=800, 900
+
+
+def test_random_split_is_per_event_and_stable():
+    rows = [("u", f"i{k}", k, "click", None) for k in range(200)]
+    cfg = LabelConfig(label_fraction=0.25, split="random")
+    a, _ = label_mask(_events(rows), cfg)
+    b, _ = label_mask(_events([*rows, ("u", "i999", 1000, "click", None)]), cfg)
+    assert 30 < a.sum() < 70
+    assert (b[:200] == a).all()  # another event does not move anyone's side
+
+
+def test_heads_follow_the_event_types():
+    inter = _events([("u", "a", 1, "click", None), ("u", "b", 2, "watch", 0.95), ("u", "c", 3, "watch", 0.2)])
+    heads, missing = available_heads(inter, LabelConfig())
+    assert heads == ("engage", "complete")
+    assert set(missing) == {"like", "dislike"}
+    keys = head_labels(inter, LabelConfig(), heads)
+    assert keys["complete"].tolist() == [1]  # only the 95% watch completes
+    with pytest.raises(ValidationError, match="split"):
+        LabelConfig(split="weekly")
+
+
+def _toy(n_users=40, per=20, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_users * per, 4)).astype(np.float32)
+    engage = (X[:, 0] + 0.3 * rng.normal(size=len(X)) > 0.8).astype(np.float32)
+    dislike = (X[:, 1] > 1.0).astype(np.float32)
+    return X, np.full(n_users, per), {"engage": engage, "dislike": dislike, "like": np.zeros(len(X))}
+
+
+def test_ranker_heads_weights_and_round_trip(tmp_path):
+    X, groups, labels = _toy()
+    r = MultiObjectiveRanker(n_estimators=30, min_child_samples=5).fit(
+        X, groups, labels, ["a", "b", "c", "d"]
+    )
+    assert sorted(r.boosters_) == ["dislike", "engage"]
+    assert "like: 0 positives" in r.skipped_["like"] and "complete" in r.skipped_
+    heads = r.predict_heads(X)
+    assert all(((p >= 0) & (p <= 1)).all() for p in heads.values())
+    expected = heads["engage"] * 1.0 - 1.0 * heads["dislike"]
+    np.testing.assert_allclose(r.score(X), expected)
+    assert auc(heads["engage"], labels["engage"]) > 0.8
+    r.save(tmp_path / "r")
+    again = MultiObjectiveRanker.load(tmp_path / "r")
+    np.testing.assert_array_equal(again.score(X), r.score(X))
+    assert again.importance()["engage"] == r.importance()["engage"]
+
+
+def test_ranker_errors():
+    with pytest.raises(NotTrainedError):
+        MultiObjectiveRanker().score(np.zeros((1, 2), np.float32))
+    X, groups, labels = _toy()
+    with pytest.raises(ValidationError, match="group_sizes"):
+        MultiObjectiveRanker().fit(X, groups[:-1], labels, ["a", "b", "c", "d"])
+    r = MultiObjectiveRanker(n_estimators=5, min_child_samples=5).fit(X, groups, labels, ["a", "b", "c", "d"])
+    with pytest.raises(ValidationError, match="feature columns"):
+        r.score(X[:, :3])
+
+
+def test_report_metrics_by_hand():
+    assert auc(np.array([0.2, 0.8, 0.5]), np.array([0, 1, 0])) == 1.0
+    assert np.isnan(auc(np.array([0.2, 0.8]), np.array([1, 1])))
+    # group 1: the positive at rank 2 -> 1/log2(3); group 2 has no positive and is skipped
+    got = group_ndcg(np.array([0.9, 0.5, 0.1, 0.3]), np.array([0.0, 1.0, 0.0, 0.0]), np.array([3, 1]))
+    assert got == pytest.approx(1 / np.log2(3))
