@@ -107,7 +107,7 @@ def evaluate(
     protocol: Annotated[str, typer.Option(help="strat | usertemporal | temporal")] = "strat",
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Cut-off of the metrics.")] = 10,
     models: Annotated[
-        str, typer.Option(help="Comma-separated: pop,itemknn,ease,als")
+        str, typer.Option(help="Comma-separated: pop,itemknn,ease,als,pipeline (retrieval + ranker)")
     ] = "pop,itemknn,ease,als",
     ratio: Annotated[float, typer.Option(min=0.05, max=0.95, help="Training fraction.")] = 0.75,
     seed: Annotated[int, typer.Option(help="Random seed of the split.")] = 42,
@@ -136,7 +136,7 @@ def evaluate(
     from funnel.cli_output import evaluation_table
     from funnel.core.interactions import Interactions
     from funnel.data.importers import FORMATS, load_interactions
-    from funnel.eval.runner import evaluate_models
+    from funnel.eval.runner import PIPELINE, evaluate_models
     from funnel.eval.splits import PROTOCOLS
     from funnel.retrieval.models import MODELS
 
@@ -149,9 +149,15 @@ def evaluate(
         return
     names = [m.strip() for m in models.split(",") if m.strip()]
     for name in names:
-        _check_choice("--models", name, tuple(MODELS))
-    table = load_interactions(data, fmt, mapping=mapping)
-    report = evaluate_models(Interactions.from_table(table), protocol, k, names, ratio=ratio, seed=seed)
+        _check_choice("--models", name, (*MODELS, PIPELINE))
+    if PIPELINE in names:
+        tables = _load_all(data, fmt, mapping)
+    else:
+        tables = {"interactions": load_interactions(data, fmt, mapping=mapping)}
+    report = evaluate_models(
+        Interactions.from_table(tables["interactions"]), protocol, k, names, ratio=ratio, seed=seed,
+        items_table=tables.get("items"), users_table=tables.get("users"),
+    )  # fmt: skip
     result = report.to_json_dict()
     result["dataset"] = data.name
     console.print(evaluation_table(result, n_users=report.n_users))
@@ -159,6 +165,18 @@ def evaluate(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2))
         console.print(f"wrote {json_out}")
+
+
+def _load_all(data: Path, fmt: str, mapping: object) -> dict[str, pa.Table]:
+    """Every kind of table a dataset holds (interactions, and items / users when present)."""
+    from funnel.core.errors import ValidationError
+    from funnel.data.importers import import_dataset
+
+    got: dict[str, list] = {}
+    import_dataset(data, fmt, sink=lambda kind, t: got.setdefault(kind, []).append(t), mapping=mapping)
+    if "interactions" not in got:
+        raise ValidationError(f"no interactions found in {data}", field="--data")
+    return {kind: pa.concat_tables(parts) for kind, parts in got.items()}
 
 
 def _evaluate_retrieval(
@@ -174,7 +192,6 @@ def _evaluate_retrieval(
     """Recall@500/1000 of held-out items in each source's candidates and in the merged set."""
     from funnel.cli_output import retrieval_table
     from funnel.core.errors import ValidationError
-    from funnel.data.importers import import_dataset
     from funnel.retrieval.report import retrieval_report
     from funnel.retrieval.sources.registry import source_class
 
@@ -184,11 +201,7 @@ def _evaluate_retrieval(
         for name in chosen:
             if source_class(name) is None:
                 raise ValidationError(f"unknown source {name!r}", field="--sources")
-    got: dict[str, list] = {}
-    import_dataset(data, fmt, sink=lambda kind, t: got.setdefault(kind, []).append(t), mapping=mapping)
-    if "interactions" not in got:
-        raise ValidationError(f"no interactions found in {data}", field="--data")
-    tables = {kind: pa.concat_tables(parts) for kind, parts in got.items()}
+    tables = _load_all(data, fmt, mapping)
     result = retrieval_report(
         tables["interactions"],
         protocol,

@@ -25,12 +25,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from funnel.core.errors import ConfigError, ValidationError
 from funnel.core.interactions import Interactions
 from funnel.eval.metrics import coverage, diversity, novelty, ranking_metrics
 from funnel.eval.splits import Split, make_split
 from funnel.retrieval.models import MODELS, make_model
 
+PIPELINE = "pipeline"
+"""The model name of the full retrieval + ranking pipeline in :func:`evaluate_models`."""
 METRICS = ("ndcg", "recall", "precision", "map", "mrr", "coverage", "novelty", "diversity", "fit_seconds")
 """The keys of each model's result, in table order."""
 
@@ -91,6 +95,8 @@ def evaluate_models(
     params: dict[str, dict[str, Any]] | None = None,
     progress: bool = True,
     dataset: str = "dataset",
+    items_table: pa.Table | None = None,
+    users_table: pa.Table | None = None,
 ) -> EvaluationReport:
     """Split ``interactions`` with ``protocol`` and evaluate each named model at ``k``.
 
@@ -104,12 +110,18 @@ def evaluate_models(
         params: model name -> hyper-parameters overriding the defaults.
         progress: print one line per step to stderr.
         dataset: the name written in the report.
+        items_table: the catalogue table, for ``pipeline`` (item metadata).
+        users_table: the users table, for ``pipeline`` (segments).
+
+    The name ``pipeline`` (:data:`PIPELINE`) evaluates the full retrieval + ranking pipeline
+    (:func:`funnel.ranking.evaluate.evaluate_pipeline`) on the same split; ``params["pipeline"]``
+    are its :class:`~funnel.ranking.model.RankingPipeline` arguments.
     """
     if k < 1:
         raise ValidationError(f"must be >= 1, got {k}", field="k")
-    unknown = [name for name in models if name not in MODELS]
+    unknown = [name for name in models if name not in MODELS and name != PIPELINE]
     if unknown:
-        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
+        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join([*MODELS, PIPELINE])}")
     params = params or {}
     t0 = time.perf_counter()
     split = make_split(interactions, protocol, ratio, seed)
@@ -123,6 +135,18 @@ def evaluate_models(
         )
     history = split.train[users]
     for name in models:
+        if name == PIPELINE:
+            from funnel.ranking.evaluate import evaluate_pipeline
+
+            t = time.perf_counter()
+            result = evaluate_pipeline(interactions, split, k, params.get(name), items_table, users_table)
+            report.results[name] = {m: result[m] for m in METRICS}
+            report.eval_seconds[name] = time.perf_counter() - t - result["fit_seconds"]
+            if progress:
+                print(
+                    f"{name}: ndcg@{k}={result['ndcg']:.4f} fit {result['fit_seconds']:.1f}s", file=sys.stderr
+                )
+            continue
         model = make_model(name, **params.get(name, {}))
         t = time.perf_counter()
         model.fit(split.train)

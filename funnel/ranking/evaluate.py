@@ -18,7 +18,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from funnel.core.interactions import Interactions
 from funnel.eval.runner import score_lists
 from funnel.eval.splits import Split
 from funnel.features.materialize import materialize
@@ -29,6 +32,7 @@ from funnel.ranking.labels import PROTOCOL_SPLIT
 from funnel.ranking.model import RankingPipeline, offline_store
 from funnel.retrieval.quotas import history_query
 from funnel.retrieval.source import RetrievalData, RetrievalQuery
+from funnel.retrieval.sources.common import member, retrieval_data
 
 
 def serving_features(data: RetrievalData, folder: str) -> FeatureServer:
@@ -57,15 +61,41 @@ def top_k(
     return out
 
 
+def train_part(
+    inter: Interactions, split: Split, items: pa.Table | None = None, users: pa.Table | None = None
+) -> RetrievalData:
+    """The events of ``inter`` outside ``split``'s test pairs (and, for ``temporal``, up to its cut).
+
+    Only catalogue rows of items in ``inter`` are used, so the item index space stays the split's.
+    """
+    m = inter.n_items
+    te = split.test.tocoo()
+    mask = ~member(inter.user_idx.astype(np.int64) * m + inter.item_idx, te.row.astype(np.int64) * m + te.col)
+    if split.cut_timestamp is not None:
+        mask &= inter.timestamp <= split.cut_timestamp
+    train = inter.subset(mask)
+    if items is not None:
+        items = items.filter(pc.is_in(items.column("item_id"), value_set=inter.items.keys))
+    data = retrieval_data(train, items, users)
+    data.X = split.train
+    return data
+
+
 def evaluate_pipeline(
-    train: RetrievalData, split: Split, k: int, params: Mapping[str, Any] | None = None
+    inter: Interactions,
+    split: Split,
+    k: int,
+    params: Mapping[str, Any] | None = None,
+    items: pa.Table | None = None,
+    users: pa.Table | None = None,
 ) -> dict[str, float]:
-    """Fit the pipeline on ``train`` (the split's training events) and score its top ``k``.
+    """Fit the pipeline on the split's training events and score its top ``k`` for the test users.
 
     Unless ``params["labels"]["split"]`` says otherwise, the ranker's labels are made the way
     the protocol holds out its test items (:data:`~funnel.ranking.labels.PROTOCOL_SPLIT`).
     """
     t = time.perf_counter()
+    train = train_part(inter, split, items, users)
     params = dict(params or {})
     params["labels"] = {"split": PROTOCOL_SPLIT[split.protocol], **params.get("labels", {})}
     pipeline = RankingPipeline(**params)

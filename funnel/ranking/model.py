@@ -56,11 +56,13 @@ from funnel.ranking.ranker import MultiObjectiveRanker
 from funnel.ranking.report import ranking_report
 from funnel.retrieval.merge import MergedCandidates
 from funnel.retrieval.quotas import history_query
-from funnel.retrieval.retriever import Retriever
+from funnel.retrieval.retriever import DEFAULT_SOURCES, Retriever
 from funnel.retrieval.source import RetrievalData, RetrievalQuery
 
 log = logging.getLogger(__name__)
 KIND, FORMAT_VERSION = "ranking_pipeline", 1
+EASE_MAX_ITEMS = 20_000
+"""Catalogues with at most this many interacted items add the ``ease`` source by default."""
 
 
 def item_statics(data: RetrievalData) -> ItemStatics:
@@ -81,7 +83,8 @@ class RankingPipeline(Estimator):
     """Sources + ranker; see the module docstring.
 
     Args:
-        sources, quotas, total: the :class:`Retriever`'s (``total`` candidates per user).
+        sources, quotas, total: the :class:`Retriever`'s (``total`` candidates per user); sources
+            default to the Retriever's defaults plus ``ease`` (up to :data:`EASE_MAX_ITEMS` items).
         labels: :class:`LabelConfig` fields (label window, like / dislike / completion thresholds).
         ranker: :class:`MultiObjectiveRanker` hyper-parameters.
         max_label_users: label-window users sampled for training rows.
@@ -116,8 +119,12 @@ class RankingPipeline(Estimator):
         self.valid_fraction = valid_fraction
         self.seed = seed
 
-    def _retriever(self) -> Retriever:
-        return Retriever(self.sources, self.quotas, total=self.total)
+    def _retriever(self, data: RetrievalData) -> Retriever:
+        sources = self.sources
+        if sources is None:  # the Retriever's defaults, plus EASE where the catalogue allows it
+            active = int((np.diff(data.X.tocsc().indptr) > 0).sum())
+            sources = {**DEFAULT_SOURCES, **({"ease": {}} if active <= EASE_MAX_ITEMS else {})}
+        return Retriever(sources, self.quotas, total=self.total)
 
     def fit(self, data: RetrievalData, workdir: str | Path | None = None) -> Self:
         """Train leak-free on ``data`` (steps in the module docstring); ``workdir`` holds the lake."""
@@ -132,7 +139,7 @@ class RankingPipeline(Estimator):
         )
         self.report_ = ranking_report(self.ranker_, held if len(held.group_sizes) else train)
         self.report_["rows"] = {"train": len(train.X), "valid": len(held.X), **rows.stats}
-        self.retriever_ = self._retriever().fit(data)
+        self.retriever_ = self._retriever(data).fit(data)
         self.statics_ = item_statics(data)
         self.n_items_ = data.X.shape[1]
         return self
@@ -154,7 +161,7 @@ class RankingPipeline(Estimator):
         share = self.max_label_users / max(1, len(users))
         pick = np.array([user_hash(u, f"sample{self.seed}") < share for u in ids], dtype=bool)
         users, ids = users[pick], [u for u, k in zip(ids, pick.tolist(), strict=True) if k]
-        retriever = self._retriever().fit(hist)
+        retriever = self._retriever(hist).fit(hist)
         query = history_query(hist, users)
         merged = retriever.retrieve(query)
         keep, labels, stats = candidate_rows(
