@@ -147,3 +147,77 @@ def test_report_metrics_by_hand():
     # group 1: the positive at rank 2 -> 1/log2(3); group 2 has no positive and is skipped
     got = group_ndcg(np.array([0.9, 0.5, 0.1, 0.3]), np.array([0.0, 1.0, 0.0, 0.0]), np.array([3, 1]))
     assert got == pytest.approx(1 / np.log2(3))
+
+
+def _nan_toy(seed=1):
+    X, groups, labels = _toy(seed=seed)
+    X = np.concatenate([X, np.zeros((len(X), 1), np.float32)], axis=1)  # a constant column
+    X[np.random.default_rng(seed).random(X.shape) < 0.2] = np.nan  # missing values take the default side
+    labels["like"] = (np.nan_to_num(X[:, 2]) > 0.7).astype(np.float32)
+    return X, groups, labels
+
+
+def test_compiled_heads_equal_lightgbm(tmp_path, monkeypatch):
+    monkeypatch.setenv("FUNNEL_COMPILE_CACHE", str(tmp_path / "cache"))
+    X, groups, labels = _nan_toy()
+    names = ["a", "b", "c", "d", "e"]
+    fast = MultiObjectiveRanker(n_estimators=40, min_child_samples=5).fit(X, groups, labels, names)
+    slow = MultiObjectiveRanker(n_estimators=40, min_child_samples=5, compiled=False).fit(
+        X, groups, labels, names
+    )
+    assert fast.scoring_ == "not compiled yet"
+    got = fast.raw_scores(X)
+    assert fast.scoring_ == "compiled (lleaves)" and slow.scoring_ == "lightgbm: compiled=False"
+    assert sorted(got) == ["dislike", "engage", "like"]
+    for head, booster in fast.boosters_.items():
+        np.testing.assert_allclose(got[head], booster.predict(X, raw_score=True), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fast.score(X), slow.score(X), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fast.score(X, threads=2), slow.score(X), rtol=1e-9, atol=1e-12)
+    fast.save(tmp_path / "r")
+    again = MultiObjectiveRanker.load(tmp_path / "r")
+    assert again.scoring_ == "compiled (lleaves)"  # compiled at load, before any request
+    np.testing.assert_array_equal(again.score(X), fast.score(X))
+
+
+def test_compiled_cache_is_reused_and_keyed_by_model(tmp_path):
+    import lightgbm as lgb
+
+    from funnel.ranking.compiled import compile_heads
+
+    X, _, labels = _nan_toy()
+    dense = np.nan_to_num(X, nan=0.3)  # a trained without NaN: NaN at scoring is read as 0 by LightGBM
+    a = lgb.train({"objective": "binary", "verbose": -1}, lgb.Dataset(dense, labels["engage"]), 15)
+    b = lgb.train({"objective": "binary", "verbose": -1}, lgb.Dataset(X, labels["dislike"]), 15)
+    first, why = compile_heads({"a": a}, tmp_path)
+    assert why == "" and len(list(tmp_path.glob("*.o"))) == 1
+    second, _ = compile_heads({"a": a}, tmp_path)  # loaded from the cache: no new object
+    assert len(list(tmp_path.glob("*.o"))) == 1
+    np.testing.assert_array_equal(first.raw(X)["a"], second.raw(X)["a"])
+    np.testing.assert_allclose(first.raw(X)["a"], a.predict(X, raw_score=True), rtol=1e-9, atol=1e-12)
+    other, _ = compile_heads({"b": b}, tmp_path)  # another model never reuses a's code
+    assert len(list(tmp_path.glob("*.o"))) == 2
+    np.testing.assert_allclose(other.raw(X)["b"], b.predict(X, raw_score=True), rtol=1e-9, atol=1e-12)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_ranker_falls_back_to_lightgbm_with_the_reason(monkeypatch, caplog):
+    import sys
+
+    from funnel.ranking import compiled, ranker
+
+    monkeypatch.setitem(sys.modules, "lleaves", None)  # as if it were not installed
+    heads, why = compiled.compile_heads({})
+    assert heads is None and "lleaves is not installed" in why
+
+    def broken(boosters):
+        return None, "lleaves compilation failed: RuntimeError: no LLVM"
+
+    monkeypatch.setattr(ranker, "compile_heads", broken)
+    X, groups, labels = _nan_toy()
+    r = MultiObjectiveRanker(n_estimators=20, min_child_samples=5).fit(X, groups, labels, list("abcde"))
+    with caplog.at_level("WARNING", logger="funnel.ranking.ranker"):
+        got = r.predict_heads(X)
+    assert r.scoring_ == "lightgbm: lleaves compilation failed: RuntimeError: no LLVM"
+    assert "no LLVM" in caplog.text
+    z = r.boosters_["dislike"].predict(X, raw_score=True)
+    np.testing.assert_allclose(got["dislike"], 1.0 / (1.0 + np.exp(-z)))
