@@ -73,13 +73,11 @@ def merge_one(
         raise ValidationError("per_source, sources and quotas must have one entry per source", field="quotas")
     if total < 1:
         raise ValidationError(f"total must be >= 1, got {total}", field="total")
-    n_src = len(sources)
     lens = np.array([len(c) for c in per_source], dtype=np.int64)
     if lens.sum() == 0:
-        return _empty(tuple(sources))
+        return assemble(per_source, sources, lens[:0], lens[:0], lens[:0], lens[:0])
     items = np.concatenate([c.items for c in per_source]).astype(np.int64)
-    score = np.concatenate([c.scores for c in per_source]).astype(np.float32)
-    src = np.repeat(np.arange(n_src, dtype=np.int64), lens)
+    src = np.repeat(np.arange(len(sources), dtype=np.int64), lens)
     rank = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
     q = np.asarray(quotas, dtype=np.float64)[src]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -88,6 +86,26 @@ def merge_one(
     first = order[np.r_[True, items[order][1:] != items[order][:-1]]]
     first = first[np.isfinite(prio[first])]
     best = first[np.lexsort((src[first], prio[first]))][:total]  # the kept items, in merge order
+    return assemble(per_source, sources, best, items, src, rank)
+
+
+def assemble(
+    per_source: Sequence[Candidates],
+    sources: Sequence[str],
+    best: np.ndarray,
+    items: np.ndarray,
+    src: np.ndarray,
+    rank: np.ndarray,
+) -> MergedCandidates:
+    """The merged candidates ``items[best]`` (in that order) with every source's score and rank.
+
+    ``items``, ``src`` and ``rank`` are the concatenated lists' items, source indices and ranks;
+    ``best`` indexes the kept entries (one per item), each the entry of the item's strongest source.
+    """
+    n_src = len(sources)
+    if len(best) == 0:
+        return _empty(tuple(sources))
+    score = np.concatenate([c.scores for c in per_source]).astype(np.float32)
     chosen = items[best]
     by_item = np.argsort(chosen, kind="stable")
     pos = np.searchsorted(chosen[by_item], items)
@@ -128,6 +146,17 @@ def merge(
     ``quotas`` is one mapping for every user or one per user; a source missing from a mapping has
     quota 0 (recorded, never selecting).
     """
+    names, per_user = batch_quotas(per_source, quotas)
+    return [
+        merge_one([per_source[name][u] for name in names], names, q, total) for u, q in enumerate(per_user)
+    ]
+
+
+def batch_quotas(
+    per_source: Mapping[str, Sequence[Candidates]],
+    quotas: Mapping[str, float] | Sequence[Mapping[str, float]],
+) -> tuple[tuple[str, ...], list[np.ndarray]]:
+    """The source names and, per user, the quota of each (0 when missing), checked against the lists."""
     names = tuple(per_source)
     n = len(next(iter(per_source.values()))) if names else 0
     if any(len(lists) != n for lists in per_source.values()):
@@ -135,8 +164,4 @@ def merge(
     per_user = [quotas] * n if isinstance(quotas, Mapping) else list(quotas)
     if len(per_user) != n:
         raise ValidationError(f"{len(per_user)} quota mappings for {n} users", field="quotas")
-    out = []
-    for u in range(n):
-        q = np.array([float(per_user[u].get(name, 0.0)) for name in names])
-        out.append(merge_one([per_source[name][u] for name in names], names, q, total))
-    return out
+    return names, [np.array([float(q.get(name, 0.0)) for name in names]) for q in per_user]

@@ -1,4 +1,4 @@
-"""Learned quotas: the merge weights that maximise the union's recall on a validation split.
+"""Learned quotas: the merge weights that maximise the merged recall on a validation split.
 
 :func:`learn_quotas` holds out the tail of the *training* data with :func:`funnel.eval.splits.make_split`
 (``temporal`` by default: a global cut at the ``ratio`` quantile of the training events' times —
@@ -14,6 +14,10 @@ union stays within ``total`` items per user (the merge fills the rest in proport
 slot count is its prefix length; the merge's quota weights are proportional to it (``merge``
 picks by ``rank / quota``, so every source is cut at the same fraction of its slots).
 
+With ``merge_by="fusion"`` the weights are instead those of weighted rank fusion
+(:mod:`funnel.retrieval.fusion`), learned by :func:`~funnel.retrieval.fusion.fusion_weights` on the
+same validation lists, each source's cut at ``overfetch × total`` as when serving.
+
 Example:
     >>> test = sp.csr_matrix(np.array([[1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0]], dtype=np.float32))
     >>> good = [np.array([0, 1, 4]), np.array([2, 3, 4])]
@@ -24,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,8 +36,10 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
+from funnel.core.errors import ValidationError
 from funnel.core.interactions import Interactions
 from funnel.eval.splits import Split, make_split
+from funnel.retrieval.fusion import fusion_weights
 from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
 from funnel.retrieval.sources.common import member, user_attributes
 
@@ -202,11 +209,14 @@ def learn_quotas(
     block: int | None = None,
     seed: int = 0,
     budgets: Sequence[int] = (),
+    merge_by: str = "quota",
+    overfetch: float = 1.5,
 ) -> dict[str, dict[int, dict[str, float]]]:
-    """Quota weights learned on a validation split of ``data``: each source's slots / ``total``.
+    """Merge weights learned on a validation split of ``data``.
 
-    The weights of a group sum to the overlap factor (slots given out per distinct candidate, at
-    least about 1): each source must be asked for that many times its share of ``total``.
+    ``merge_by="quota"``: each source's slots / ``total``; the weights of a group sum to the
+    overlap factor (slots given out per distinct candidate, at least about 1): each source must be
+    asked for that many times its share of ``total``. ``"fusion"``: rank-fusion weights (largest 1).
 
     Args:
         fit_sources: fits the configured sources on a :class:`RetrievalData` (name -> fitted source).
@@ -219,12 +229,17 @@ def learn_quotas(
         min_group: a group with fewer validation users gets no weights of its own.
         block: ranks per greedy step (default ``total // 40``, at least 1).
         seed: the split's seed (``strat``) and the user sample's.
-        budgets: smaller candidate counts to learn weights for too (same greedy run).
+        budgets: smaller candidate counts to learn weights for too.
+        merge_by: ``"quota"`` (greedy slots for :func:`~funnel.retrieval.merge.merge`) or ``"fusion"``
+            (weights for :func:`~funnel.retrieval.fusion.fuse`).
+        overfetch: with ``"fusion"``, each source's list is cut at ``overfetch ×`` the budget.
 
     Returns:
         ``{group: {budget: weights}}`` for ``"warm"`` and ``"warming"``, each when there were
         ``min_group`` validation users of the group.
     """
+    if merge_by not in ("quota", "fusion"):
+        raise ValidationError(f'merge_by must be "quota" or "fusion", got {merge_by!r}', field="merge_by")
     train, split = split_data(data, protocol, ratio, seed)
     n_hist = np.diff(train.X.indptr)[split.test_users]
     rng = np.random.default_rng(seed)
@@ -239,13 +254,23 @@ def learn_quotas(
         return {}
     users = np.concatenate(list(groups.values()))
     sources = fit_sources(train)
-    lists = retrieve_batched(sources, history_query(train, users), total)
+    totals = sorted({*budgets, total})
+    depth = math.ceil(overfetch * total) if merge_by == "fusion" else total
+    lists = retrieve_batched(sources, history_query(train, users), depth)
     out: dict[str, dict[int, dict[str, float]]] = {}
     start = 0
     for g, u in groups.items():
         got = {name: [c.items for c in cands[start : start + len(u)]] for name, cands in lists.items()}
-        totals = sorted({*budgets, total})
-        path = greedy_path(got, split.test[u], totals, block or max(1, total // 40))
-        out[g] = {t: _weights(slots, t) for t, slots in zip(totals, path, strict=True)}
+        if merge_by == "fusion":
+            out[g] = {
+                t: fusion_weights(_cut(got, math.ceil(overfetch * t)), split.test[u], t) for t in totals
+            }
+        else:
+            path = greedy_path(got, split.test[u], totals, block or max(1, total // 40))
+            out[g] = {t: _weights(slots, t) for t, slots in zip(totals, path, strict=True)}
         start += len(u)
     return out
+
+
+def _cut(lists: Mapping[str, Sequence[np.ndarray]], k: int) -> dict[str, list[np.ndarray]]:
+    return {name: [x[:k] for x in per_user] for name, per_user in lists.items()}

@@ -6,7 +6,8 @@ catalogue and users tables whole), with ``now`` = the split's cut (or the last t
 Each test user is then asked for candidates from their training history — recent items newest
 first, segments from their attributes — as of ``now``. For every ``K`` a source's list is cut to
 ``K``, and the merged set is :class:`~funnel.retrieval.retriever.Retriever`'s merge with
-``total = K``, its quotas learned (by default) on a validation split of the training part only.
+``total = K``: by default weighted rank fusion (``merge_by="fusion"``) with weights learned on a
+validation split of the training part only (the test split is never looked at).
 ``recall@K`` is the mean over test users of ``|hits| / |test items|``.
 
 Example:
@@ -22,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,7 +33,6 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from funnel.core.interactions import Interactions
-from funnel.retrieval.merge import merge
 from funnel.retrieval.quotas import history_query, retrieve_batched, split_data
 from funnel.retrieval.retriever import Retriever
 from funnel.retrieval.source import Candidates
@@ -81,6 +80,7 @@ def retrieval_report(
     max_users: int | None = None,
     batch: int = 1024,
     dataset: str = "dataset",
+    merge_by: str = "fusion",
 ) -> dict[str, Any]:
     """Recall@K of each source and of the merged candidates on one split.
 
@@ -99,6 +99,7 @@ def retrieval_report(
         max_users: evaluate a random sample of at most this many test users.
         batch: users per retrieval call.
         dataset: the name written in the report.
+        merge_by: the Retriever's merge, ``"fusion"`` (default) or ``"quota"``.
 
     Returns:
         ``{"dataset", "protocol", "ratio", "n_users", "n_items", "seconds", "results": {source or
@@ -109,31 +110,26 @@ def retrieval_report(
     data, split = split_data(full, protocol, ratio, seed)
     m = full.interactions.n_items
     learn = {"protocol": protocol, "ratio": ratio, "seed": seed}
-    retriever = Retriever(sources, quotas, learn=learn).fit(data)
+    retriever = Retriever(sources, quotas, learn=learn, merge_by=merge_by).fit(data)
     test_users = split.test_users
     if max_users is not None and len(test_users) > max_users:
         rng = np.random.default_rng(seed)
         test_users = np.sort(rng.choice(test_users, max_users, replace=False))
     query = history_query(data, test_users)
     test = split.test[test_users]
-    per_source = retrieve_batched(retriever.sources_, query, max(ks), batch)
+    depth = max(retriever.fetch_count(k, k) for k in ks)  # fusion asks for overfetch × K
+    per_source = retrieve_batched(retriever.sources_, query, max(depth, *ks), batch)
     results: dict[str, dict[str, float]] = {}
     for name, lists in per_source.items():
         results[name] = {f"recall@{k}": _recall([c.items[:k] for c in lists], test) for k in ks}
     results["merged"] = {}
     for k in ks:
         q = retriever.user_quotas(query, k)
-        cut = {
-            name: [
-                c.items[: min(k, math.ceil(retriever.overfetch_ * qu[name]))]
-                for c, qu in zip(lists, q, strict=True)
-            ]
+        trimmed = {
+            name: [_head(c, retriever.fetch_count(qu[name], k)) for c, qu in zip(lists, q, strict=True)]
             for name, lists in per_source.items()
         }
-        trimmed = {
-            name: [_head(c, len(x)) for c, x in zip(per_source[name], cut[name], strict=True)] for name in cut
-        }
-        merged = merge(trimmed, q, k)
+        merged = retriever.combine(trimmed, q, k)
         results["merged"][f"recall@{k}"] = _recall([mc.items for mc in merged], test)
     return {
         "dataset": dataset,

@@ -13,16 +13,23 @@ weights depend on the user's state — the cold-start policy:
 
 ``quotas="learn"`` learns the warm users' weights in :meth:`Retriever.fit` (see
 :mod:`funnel.retrieval.quotas`): the sources are fitted on the training data before a validation
-cut, the weights chosen by greedy water-filling on the held-out tail's Recall@``total``, and the
-sources then refitted on all of the data — fitting costs about twice as much. The learned weights
-(``learned_quotas_``) are saved with the retriever.
+cut, the weights chosen on the held-out tail's Recall@``total`` (greedy water-filling of slots, or
+coordinate ascent of fusion weights), and the sources then refitted on all of the data — fitting
+costs about twice as much. The learned weights (``learned_quotas_``) are saved with the retriever.
 
-Each source is asked for ``ceil(overfetch × its largest quota in the batch)`` candidates so that
-overlap between sources still fills ``total``. A source that raises is dropped for that batch
-(partial results; the error is kept in ``last_errors_``), and with a ``budget_ms`` the sources
-still waiting when it is spent are skipped the same way (the sources run one after the other;
-put the cheap, essential ones first). Items with metadata only are retrievable
-through the metadata sources (content / two_tower).
+``merge_by`` picks how the lists become one: ``"quota"`` (default, :func:`~funnel.retrieval.merge.merge`:
+each source a share of the slots, the union kept) or ``"fusion"`` (:func:`~funnel.retrieval.fusion.fuse`:
+weighted rank fusion, where an item found by several sources ranks above one found by one; each
+source with a positive weight is asked for ``overfetch × total``). With ``quotas="learn"`` the
+weights are learned for the chosen merge. Learned fusion is what the retrieval report measures:
+it beats every single source where the learned quota merge did not (see ``report``).
+
+With quotas, each source is asked for ``ceil(overfetch × its largest quota in the batch)``
+candidates so that overlap between sources still fills ``total``. A source that raises is dropped
+for that batch (partial results; the error is kept in ``last_errors_``), and with a ``budget_ms``
+the sources still waiting when it is spent are skipped the same way (the sources run one after
+the other; put the cheap, essential ones first). Items with metadata only are retrievable through
+the metadata sources (content / two_tower).
 
 Example:
     >>> import pyarrow as pa, scipy.sparse as sp
@@ -48,6 +55,7 @@ import numpy as np
 
 from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.errors import NotTrainedError, ValidationError
+from funnel.retrieval.fusion import fuse
 from funnel.retrieval.merge import DEFAULT_TOTAL, MergedCandidates, merge
 from funnel.retrieval.quotas import learn_quotas
 from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
@@ -101,6 +109,8 @@ class Retriever:
             configuration order) are skipped (``None``: no budget).
         learn: with ``quotas="learn"``, keyword arguments of :func:`~funnel.retrieval.quotas.learn_quotas`
             (``protocol``, ``ratio``, ``max_users``, ``block``, ``seed``).
+        merge_by: ``"quota"`` (slots per source, union) or ``"fusion"`` (weighted rank fusion; the
+            quotas are then the sources' weights, each source asked for ``overfetch × total``).
 
     Attributes:
         sources_: name -> fitted source; last_errors_ / last_seconds_: per source, of the last batch.
@@ -118,6 +128,7 @@ class Retriever:
         warming_boost: Mapping[str, float] | None = None,
         budget_ms: float | None = None,
         learn: Mapping[str, Any] | None = None,
+        merge_by: str = "quota",
     ) -> None:
         self.sources = {k: dict(v) for k, v in (sources if sources is not None else DEFAULT_SOURCES).items()}
         if isinstance(quotas, str) and quotas != "learn":
@@ -132,13 +143,16 @@ class Retriever:
         self.warming_boost = dict(warming_boost if warming_boost is not None else WARMING_BOOST)
         self.budget_ms = budget_ms
         self.learn = dict(learn or {})
+        if merge_by not in ("quota", "fusion"):
+            raise ValidationError(f'merge_by must be "quota" or "fusion", got {merge_by!r}', field="merge_by")
+        self.merge_by = merge_by
         self.last_errors_: dict[str, str] = {}
         self.last_seconds_: dict[str, float] = {}
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments (what :meth:`save` writes)."""
         keys = ("sources", "quotas", "total", "overfetch", "warm_threshold", "cold_quotas", "warming_boost")
-        keys += ("budget_ms", "learn")
+        keys += ("budget_ms", "learn", "merge_by")
         return {k: getattr(self, k) for k in keys}
 
     def fit(self, data: RetrievalData) -> Self:
@@ -146,6 +160,7 @@ class Retriever:
         if self.quotas == "learn":
             budgets = [max(1, self.total // 4), max(1, self.total // 2)]
             kwargs = {"min_history": self.warm_threshold, "budgets": budgets, **self.learn}
+            kwargs |= {"merge_by": self.merge_by, "overfetch": self.overfetch}
             self.learned_quotas_ = learn_quotas(self._fit_sources, data, self.total, **kwargs)
         self.sources_ = self._fit_sources(data)
         return self
@@ -156,6 +171,8 @@ class Retriever:
     @property
     def overfetch_(self) -> float:
         """The overfetch used: ``overfetch``, or more when learned quotas overlap (their sum × 1.1)."""
+        if self.merge_by == "fusion":
+            return self.overfetch
         sums = [sum(w.values()) for g in getattr(self, "learned_quotas_", {}).values() for w in g.values()]
         return max([self.overfetch, *(1.1 * x for x in sums)])
 
@@ -199,6 +216,20 @@ class Retriever:
             out.append({s: total * v / mass if mass > 0 else 0.0 for s, v in w.items()})
         return out
 
+    def fetch_count(self, quota: float, total: int) -> int:
+        """Candidates to ask a source with ``quota`` (its largest in the batch) for, for ``total``."""
+        if quota <= 0:
+            return 0
+        if self.merge_by == "fusion":
+            return math.ceil(self.overfetch * total)
+        return min(total, math.ceil(self.overfetch_ * quota))
+
+    def combine(
+        self, per_source: dict[str, list[Candidates]], quotas: list[dict[str, float]], total: int
+    ) -> list[MergedCandidates]:
+        """One list per user from the sources' lists: ``merge`` or ``fuse`` as ``merge_by`` says."""
+        return (fuse if self.merge_by == "fusion" else merge)(per_source, quotas, total)
+
     def retrieve_sources(
         self, query: RetrievalQuery, quotas: list[dict[str, float]], total: int
     ) -> dict[str, list[Candidates]]:
@@ -207,7 +238,7 @@ class Retriever:
         self.last_errors_, self.last_seconds_ = {}, {}
         start = time.perf_counter()
         for name, source in self.sources_.items():
-            k = min(total, math.ceil(self.overfetch_ * max((q[name] for q in quotas), default=0.0)))
+            k = self.fetch_count(max((q[name] for q in quotas), default=0.0), total)
             t = time.perf_counter()
             if k > 0 and self.budget_ms is not None and (t - start) * 1000 >= self.budget_ms:
                 self.last_errors_[name] = f"skipped: the {self.budget_ms} ms budget was spent"
@@ -227,7 +258,7 @@ class Retriever:
         quotas = self.user_quotas(query, total)
         per_source = self.retrieve_sources(query, quotas, total)
         t = time.perf_counter()
-        merged = merge(per_source, quotas, total)
+        merged = self.combine(per_source, quotas, total)
         self.last_seconds_["merge"] = time.perf_counter() - t
         return merged
 

@@ -2,8 +2,10 @@
 
 import numpy as np
 import pyarrow as pa
+import pytest
 import scipy.sparse as sp
 
+from funnel.core.errors import ValidationError
 from funnel.retrieval.quotas import greedy_path, greedy_slots, history_query, learn_quotas
 from funnel.retrieval.retriever import Retriever
 from funnel.retrieval.sources import make_source, retrieval_data
@@ -96,3 +98,24 @@ def test_retriever_learns_saves_and_loads_quotas(tmp_path):
     assert again.quotas == "learn" and again.learned_quotas_ == r.learned_quotas_
     assert again.user_quotas(q, 10) == quotas
     assert [m.items.tolist() for m in again.retrieve(q)] == [m.items.tolist() for m in r.retrieve(q)]
+
+
+def test_retriever_learns_fusion_weights_and_asks_each_source_for_overfetch_times_total(tmp_path):
+    data = synthetic()
+    sources = {"item_knn": {"shrink": 0.0}, "trending": {}, "editorial": {}}
+    r = Retriever(sources, "learn", total=10, learn={"min_group": 10}, merge_by="fusion").fit(data)
+    weights = r.learned_quotas_["warm"][10]
+    assert max(weights.values()) == 1.0 and weights["editorial"] == 0.0  # editorial has no list
+    assert r.overfetch_ == r.overfetch and r.fetch_count(3.0, 10) == 15 and r.fetch_count(0.0, 10) == 0
+    q = history_query(data, np.arange(5))
+    merged = r.retrieve(q)
+    assert all(0 < len(m) <= 10 for m in merged)
+    r.save(tmp_path / "r")
+    again = Retriever.load(tmp_path / "r")
+    assert again.merge_by == "fusion" and again.learned_quotas_ == r.learned_quotas_
+    assert [m.items.tolist() for m in again.retrieve(q)] == [m.items.tolist() for m in merged]
+
+
+def test_unknown_merge_is_rejected():
+    with pytest.raises(ValidationError):
+        Retriever(merge_by="union")
