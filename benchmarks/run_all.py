@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "bench_ann": ([], ["--quick"]),
     "bench_retrieval": ([], ["--quick"]),
     "bench_rerank": ([], ["--quick"]),
+    "bench_ranker": ([], ["--quick"]),
 }
 
 
