@@ -50,6 +50,16 @@ def train_table(summary: Any) -> Table:
         )
     if not summary.selection:
         table.add_row(summary.model, "-", "-", "-", "✓ (named)")
+    ranking = getattr(summary, "ranking", None) or {}
+    if "skipped" in ranking and isinstance(ranking["skipped"], str):
+        table.caption = f"ranking pipeline not trained: {ranking['skipped']}"
+    elif ranking:
+        heads = ", ".join(f"{h} AUC {a:.3f}" for h, a in ranking.get("auc", {}).items())
+        table.caption = (
+            f"serving: retrieval + ranker ({heads}); validation NDCG@10 {ranking.get('ndcg@10_final')} vs "
+            f"retrieval order {ranking.get('ndcg@10_retrieval')} (lift {ranking.get('lift')}); "
+            f"{summary.model} is the fallback"
+        )
     return table
 
 

@@ -120,15 +120,28 @@ class Engine:
 
     # ---- training ------------------------------------------------------------------------------
 
-    def train(self, model: str = "auto", k: int = 10, params: dict[str, Any] | None = None) -> TrainSummary:
-        """Fit the strongest baseline on everything imported and logged, and make it live.
+    def train(
+        self,
+        model: str = "auto",
+        k: int = 10,
+        params: dict[str, Any] | None = None,
+        ranking: dict[str, Any] | None = None,
+    ) -> TrainSummary:
+        """Fit the pipeline and the strongest baseline on everything imported and logged; make it live.
 
         ``model="auto"`` compares the baselines on a held-out split and keeps the best NDCG@k;
-        naming one (``ease``, ``als``, ``itemknn``, ``pop``) skips the comparison.
+        naming one (``ease``, ``als``, ``itemknn``, ``pop``) skips the comparison. With
+        ``model="auto"`` the retrieval + ranking pipeline (:mod:`funnel.ranking`; ``ranking``: its
+        arguments) is trained too and serves ``recommend``; the baseline serves similar items and
+        is the fallback. A named model trains that baseline only.
         """
         end = self.event_log.end_offset
         log_table = self._read_log(0, end)
-        summary = train_bundle(self.data_dir, self.lake, self.registry, log_table, end, model, k, params)
+        if ranking is None and model == "auto":
+            ranking = {}
+        summary = train_bundle(
+            self.data_dir, self.lake, self.registry, log_table, end, model, k, params, ranking
+        )
         self._pipeline = None
         return summary
 
@@ -159,7 +172,7 @@ class Engine:
             )
         if self._pipeline is None or self._pipeline.bundle.version != live:
             bundle = Bundle.load(self.registry.path(live))
-            self._pipeline = Pipeline(bundle)
+            self._pipeline = Pipeline(bundle, self.registry.path(live))
             self._read_offset = bundle.log_offset
         end = self.event_log.end_offset
         if end > self._read_offset:
@@ -178,11 +191,15 @@ class Engine:
             )
         ]
 
-    def recommend(self, user_id: str, k: int = 10) -> list[Recommendation]:
-        """Top-``k`` items for ``user_id`` with reasons; seen and unlisted items excluded."""
+    def recommend(self, user_id: str, k: int = 10, **context: str) -> list[Recommendation]:
+        """Top-``k`` items for ``user_id`` with reasons; seen and unlisted items excluded.
+
+        ``context`` (``country``, ``device``, ``age_bucket``) overrides the user's attributes for
+        this request, e.g. a country from the request for region licensing.
+        """
         _check_k(k)
         pipeline = self.pipeline()
-        return self._to_recs(pipeline.recommend([str(user_id)], k)[0], pipeline)
+        return self._to_recs(pipeline.recommend([str(user_id)], k, context or None)[0], pipeline)
 
     def recommend_batch(
         self, user_ids: Sequence[str], k: int = 10, batch_size: int = 1024

@@ -12,14 +12,18 @@ Later stages (multi-source retrieval, ranking, re-ranking) slot in here behind t
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
 from funnel.core.interactions import Interactions
+from funnel.core.schema import Interaction
+from funnel.ranking.serving import RankingServer
 from funnel.rerank.explanations import (
     BECAUSE_YOU_WATCHED,
     PICKED_FOR_YOU,
@@ -29,6 +33,23 @@ from funnel.rerank.explanations import (
     Reason,
 )
 from funnel.training.bundle import Bundle
+
+log = logging.getLogger(__name__)
+
+
+def _events(table: pa.Table) -> list[Interaction]:
+    """The rows of an interactions table as events (timestamps in epoch ms)."""
+    cols = {c: table.column(c) for c in table.column_names}
+    ts = cols["timestamp"].cast(pa.int64()).to_pylist()
+    n = table.num_rows
+    get = {c: (cols[c].to_pylist() if c in cols else [None] * n) for c in ("value", "event_id", "type")}
+    return [
+        Interaction(u, i, t or "click", s, v, e)
+        for u, i, t, s, v, e in zip(
+            cols["user_id"].to_pylist(), cols["item_id"].to_pylist(), get["type"], ts, get["value"],
+            get["event_id"], strict=True,
+        )
+    ]  # fmt: skip
 
 
 @dataclass
@@ -44,8 +65,11 @@ class RankedList:
 class Pipeline:
     """Serves one bundle; see the module docstring."""
 
-    def __init__(self, bundle: Bundle) -> None:
+    def __init__(self, bundle: Bundle, folder: str | Path | None = None) -> None:
         self.bundle = bundle
+        self.ranking: RankingServer | None = None
+        if folder is not None and (Path(folder) / "ranking").exists():
+            self.ranking = RankingServer.load(folder, int(bundle.meta.get("time_max_ms", 0)) + 1)
         self.n_items = bundle.history.shape[1]
         self._anchors = ItemAnchors(bundle.history)
         self._fresh: dict[str, set[int]] = defaultdict(set)
@@ -63,6 +87,8 @@ class Pipeline:
         """Add interactions that happened after training (positive ones extend the history)."""
         if not table.num_rows:
             return
+        if self.ranking is not None:
+            self.ranking.observe(_events(table))
         inter = Interactions.from_table(table.select(["user_id", "item_id", "type"]))
         pos = inter.positive_mask()
         item_idx = self.bundle.items.lookup(inter.items.keys_of(inter.item_idx[pos]))
@@ -88,9 +114,39 @@ class Pipeline:
         out.eliminate_zeros()
         return out
 
-    def recommend(self, user_ids: list[str], k: int) -> list[RankedList]:
-        """Top-``k`` for each user, seen and unlisted items excluded, with reasons."""
+    def recommend(
+        self, user_ids: list[str], k: int, segments: dict[str, str] | None = None
+    ) -> list[RankedList]:
+        """Top-``k`` for each user, seen and unlisted items excluded, with reasons.
+
+        With a ranking pipeline in the bundle: retrieval, ranking and re-ranking (policy filters
+        use ``segments``, e.g. the request's ``country``, over the users' attributes); should it
+        fail, the baseline serves and each list says ``fallback="baseline"``.
+        """
         rows = self.history_rows(user_ids)
+        if self.ranking is not None:
+            try:
+                return self._ranked(user_ids, rows, k, segments)
+            except Exception:  # the baseline is the fallback of the full pipeline
+                log.exception("ranking pipeline failed; serving the baseline")
+                return [
+                    RankedList(r.items, r.scores, r.reasons, "baseline")
+                    for r in self._baseline(user_ids, rows, k)
+                ]
+        return self._baseline(user_ids, rows, k)
+
+    def _ranked(
+        self, user_ids: list[str], rows: sp.csr_matrix, k: int, segments: dict[str, str] | None
+    ) -> list[RankedList]:
+        assert self.ranking is not None
+        out = []
+        for page in self.ranking.recommend(user_ids, rows, k, segments):
+            listed = self.bundle.listed[page.items]
+            reasons = [x for x, ok in zip(page.reasons, listed.tolist(), strict=True) if ok]
+            out.append(RankedList(page.items[listed], page.scores[listed].astype(np.float32), reasons))
+        return out
+
+    def _baseline(self, user_ids: list[str], rows: sp.csr_matrix, k: int) -> list[RankedList]:
         exclude = rows + sp.csr_matrix(np.ones((len(user_ids), 1), dtype=np.float32)) @ self._unlisted_row
         items, scores = self.bundle.model.recommend(rows, k, exclude=sp.csr_matrix(exclude))
         out = []

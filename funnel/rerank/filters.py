@@ -32,6 +32,7 @@ import re
 import numpy as np
 
 from funnel.core.errors import ConfigError
+from funnel.rerank.items import ItemPolicyTable
 from funnel.rerank.state import BaseStep, RerankState, scale
 from funnel.retrieval.sources.common import member
 
@@ -44,6 +45,25 @@ def age_years(bucket: str | None, unknown: int = 0) -> int:
     """The youngest age in an age bucket (``"18-24"`` → 18), ``unknown`` when there is no number."""
     match = _FIRST_NUMBER.search(bucket) if bucket else None
     return int(match.group(0)) if match else unknown
+
+
+def policy_ok(
+    table: ItemPolicyTable,
+    items: np.ndarray,
+    age_bucket: str | None,
+    country: str | None,
+    unknown_age: int = 0,
+) -> np.ndarray:
+    """``bool`` per item: listed, allowed at the user's age and licensed in their country.
+
+    The item-side hard policy of :class:`PolicyFilter`, for callers that need eligibility without
+    a page (e.g. scoring against an oracle restricted to what a user may be shown).
+    """
+    return (
+        table.listed[items]
+        & (table.min_age[items] <= age_years(age_bucket, unknown_age))
+        & table.region_ok(items, country)
+    )
 
 
 class SeenFilter(BaseStep):

@@ -46,6 +46,7 @@ class TrainSummary:
     selection: dict[str, dict[str, float]] = field(default_factory=dict)
     protocol: str = ""
     seconds: float = 0.0
+    ranking: dict[str, Any] = field(default_factory=dict)
 
 
 def load_idmap(path: Path) -> IdMap:
@@ -95,8 +96,14 @@ def train_bundle(
     model: str = "auto",
     k: int = 10,
     params: dict[str, Any] | None = None,
+    ranking: dict[str, Any] | None = None,
 ) -> TrainSummary:
-    """Train on the lake plus ``log_table``, write a bundle, promote it; see the module doc."""
+    """Train on the lake plus ``log_table``, write a bundle, promote it; see the module doc.
+
+    ``ranking`` (``RankingPipeline`` arguments; ``None``: no pipeline) also trains the retrieval +
+    ranking pipeline into the bundle (``ranking/`` and the data it serves from). Too little data
+    for a label window skips it with the reason in the summary; the baseline still serves.
+    """
     start = time.perf_counter()
     if model != "auto" and model not in MODELS:
         raise ValidationError(f"unknown model {model!r}; known: auto, {', '.join(MODELS)}", field="model")
@@ -123,6 +130,10 @@ def train_bundle(
     X = inter.to_csr()
     fitted = make_model(name, **(params or {})).fit(X)
     version = registry.new_version()
+    folder = registry.root / version
+    ranked = (
+        _train_ranking(folder, inter, catalogue, lake.read("users"), ranking) if ranking is not None else {}
+    )
     bundle = Bundle(
         version=version,
         model_name=name,
@@ -141,9 +152,35 @@ def train_bundle(
             "time_max_ms": int(inter.timestamp.max()),
         },
     )
-    bundle.save(registry.root / version)
+    bundle.meta["ranking"] = ranked
+    bundle.save(folder)  # the manifest last: the ranking files are already in place
     registry.promote(version)
     log.info("trained %s as version %s", name, version)
     return TrainSummary(
-        version, name, len(users), len(items), len(inter), selection, protocol, time.perf_counter() - start
-    )
+        version, name, len(users), len(items), len(inter), selection, protocol, time.perf_counter() - start,
+        ranked,
+    )  # fmt: skip
+
+
+def _train_ranking(
+    folder: Path, inter: Interactions, catalogue: pa.Table, users: pa.Table, params: dict[str, Any]
+) -> dict[str, Any]:
+    """Fit the retrieval + ranking pipeline into ``folder``; its report, or why it was skipped."""
+    from funnel.ranking.model import RankingPipeline
+    from funnel.ranking.serving import save_serving_data
+    from funnel.retrieval.sources.common import retrieval_data
+
+    data = retrieval_data(inter, catalogue, users)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        pipeline = RankingPipeline(**params).fit(data, workdir=folder)
+    except (ValidationError, ValueError) as exc:
+        log.warning("ranking pipeline not trained: %s", exc)
+        return {"skipped": str(exc)}
+    pipeline.save(folder / "ranking")
+    save_serving_data(folder, inter.to_table(), data.items, data.users)
+    report = pipeline.report_
+    return {
+        k: report[k]
+        for k in ("heads", "skipped", "auc", "ndcg@10_final", "ndcg@10_retrieval", "lift", "rows")
+    }

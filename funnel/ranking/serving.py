@@ -1,0 +1,171 @@
+"""``RankingServer``: the full request path of one trained version — retrieve, rank, re-rank.
+
+Built from a bundle folder (:meth:`RankingServer.load`): the fitted
+:class:`~funnel.ranking.model.RankingPipeline`, the catalogue and users tables in index order, and
+the features lake of the training events, which is materialised into an in-process online store
+(the embedded default; the same :class:`~funnel.features.serving.FeatureServer` reads Redis at
+scale). Fresh events (:meth:`observe`) update that store through the streaming featurizer, so the
+next request sees them in its features and recent items.
+
+A request for ``user_ids`` (:meth:`recommend`): recent items (newest first) from the store,
+segments from the users table, retrieval and ranking as of the *data clock* (one past the latest
+event seen — wall-clock time for a live stream, the end of the data for a historical one, so
+windowed features mean the same at training and serving), then the
+:class:`~funnel.rerank.reranker.ReRanker` (policy filters, diversity, exploration, explanations).
+
+Example: see :class:`funnel.engine.Engine`, which trains and serves it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from funnel.core.schema import Interaction
+from funnel.features.materialize import materialize
+from funnel.features.offline import OfflineStore, write_partitioned
+from funnel.features.online.memory import MemoryOnlineStore
+from funnel.features.online.protocol import feature_key
+from funnel.features.serving import FeatureServer
+from funnel.features.streaming import Catalog, EventFeaturizer, read_recent
+from funnel.ranking.model import RankingPipeline
+from funnel.rerank.config import RerankConfig
+from funnel.rerank.context import Page, PageRequest, Slate, UserContext
+from funnel.rerank.explanations import POPULAR, Reason
+from funnel.rerank.items import ItemPolicyTable
+from funnel.rerank.reranker import ReRanker
+from funnel.retrieval.quotas import SEGMENT_FIELDS
+from funnel.retrieval.source import RetrievalQuery
+from funnel.retrieval.sources.common import user_attributes
+
+FEATURES_DIR, ITEMS_FILE, USERS_FILE = "features", "catalogue.parquet", "users.parquet"
+
+
+def save_serving_data(folder: str | Path, events: pa.Table, items: pa.Table, users: pa.Table) -> None:
+    """Write what :meth:`RankingServer.load` needs beside the pipeline: events lake, tables."""
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    write_partitioned(folder / FEATURES_DIR, "interactions", events, "train")
+    pq.write_table(items, folder / ITEMS_FILE)
+    pq.write_table(users, folder / USERS_FILE)
+
+
+class RankingServer:
+    """Serves one trained pipeline; see the module docstring."""
+
+    def __init__(
+        self,
+        pipeline: RankingPipeline,
+        items: pa.Table,
+        users: pa.Table,
+        store: MemoryOnlineStore,
+        now_ms: int,
+        rerank: RerankConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.pipeline, self.store, self.now_ms, self.seed = pipeline, store, int(now_ms), seed
+        self.catalog = Catalog.from_items(items)
+        self.features = FeatureServer(store, self.catalog)
+        self.featurizer = EventFeaturizer(self.catalog)
+        self.reranker = ReRanker(rerank, ItemPolicyTable.from_catalogue(items))
+        self.user_index = {u: i for i, u in enumerate(users.column("user_id").to_pylist())}
+        self.attrs = user_attributes(users, SEGMENT_FIELDS)
+        self._popular = np.argsort(-pipeline.statics_.popularity, kind="stable")
+
+    @classmethod
+    def load(cls, folder: str | Path, now_ms: int, rerank: RerankConfig | None = None) -> RankingServer:
+        """The server of a bundle folder (pipeline in ``ranking/``, data beside it)."""
+        import pyarrow.parquet as pq
+
+        folder = Path(folder)
+        pipeline = RankingPipeline.load(folder / "ranking")
+        items, users = pq.read_table(folder / ITEMS_FILE), pq.read_table(folder / USERS_FILE)
+        store = MemoryOnlineStore()
+        materialize(OfflineStore(folder / FEATURES_DIR, items), store, now=now_ms, progress=False)
+        return cls(pipeline, items, users, store, now_ms, rerank)
+
+    def observe(self, events: Sequence[Interaction]) -> None:
+        """Apply fresh events to the online features (idempotent per event id) and the clock."""
+        if not events:
+            return
+        batch = [
+            (
+                e.event_id or f"@fresh:{e.user_id}:{e.item_id}:{e.timestamp}:{e.type}",
+                self.featurizer.increments(e),
+            )
+            for e in events
+        ]
+        self.store.apply(batch, dedup_ttl_s=7 * 86_400)
+        self.now_ms = max(self.now_ms, max(e.timestamp for e in events) + 1)
+
+    def _recent(self, user_ids: Sequence[str]) -> list[np.ndarray]:
+        hashes = self.store.get_many([feature_key("user", u, "recent") for u in user_ids])
+        out = []
+        for h in hashes:
+            latest = sorted(read_recent(h).items(), key=lambda kv: -kv[1])
+            idx = self.pipeline.statics_.index_of([item for item, _ in latest])
+            out.append(idx[idx >= 0])
+        return out
+
+    def _segments(self, user_ids: Sequence[str]) -> list[dict[str, str]]:
+        rows = [self.user_index.get(u, -1) for u in user_ids]
+        return [
+            {f: str(self.attrs[f][r]) for f in SEGMENT_FIELDS if r >= 0 and self.attrs[f][r]} for r in rows
+        ]
+
+    def recommend(
+        self,
+        user_ids: Sequence[str],
+        histories: sp.csr_matrix,
+        k: int,
+        segments: Mapping[str, str] | None = None,
+    ) -> list[Page]:
+        """A re-ranked page of ``k`` items per user (``histories``: their current positive items).
+
+        ``segments`` (e.g. the request's ``country``) override the users' stored attributes. A
+        page the policy leaves short is topped up from the most popular items, re-ranked with
+        the same filters (so padding never breaks a hard policy); it can still be short when
+        too few items are eligible at all.
+        """
+        user_ids = list(user_ids)
+        H = histories.tocsr()
+        segments = [{**s, **(segments or {})} for s in self._segments(user_ids)]
+        query = RetrievalQuery(user_ids, H, self._recent(user_ids), segments, self.now_ms)
+        pages = []
+        for r, (merged, scores) in enumerate(self.pipeline.rank(query, self.features)):
+            seen = H.indices[H.indptr[r] : H.indptr[r + 1]].astype(np.int64)
+            user = UserContext(
+                seen=seen,
+                age_bucket=segments[r].get("age_bucket"),
+                country=segments[r].get("country"),
+                cold=len(seen) == 0,
+            )
+            rng = np.random.default_rng(zlib.crc32(f"{self.seed}:{user_ids[r]}:{self.now_ms}".encode()))
+            slate = Slate.from_merged(merged, scores)
+            page = self.reranker.rerank(slate, user, PageRequest(k=k, now_ms=self.now_ms), rng)
+            if len(page) < k:
+                page = self._top_up(page, user, k, rng)
+            pages.append(page)
+        return pages
+
+    def _top_up(self, page: Page, user: UserContext, k: int, rng: np.random.Generator) -> Page:
+        """``page`` followed by the most popular eligible items it lacks (same filters)."""
+        pool = self._popular[: 4 * k + len(user.seen) + len(page)]
+        pool = pool[~np.isin(pool, page.items)]
+        req = PageRequest(k=k - len(page), shown=page.items.astype(np.int64), now_ms=self.now_ms)
+        pad = self.reranker.rerank(Slate(pool, -np.arange(len(pool), dtype=np.float64)), user, req, rng)
+        return Page(
+            np.concatenate([page.items, pad.items]),
+            np.concatenate([page.scores, np.full(len(pad), -np.inf)]),
+            page.reasons + [Reason("Popular now", POPULAR)] * len(pad),
+            np.concatenate([page.propensity, pad.propensity]),
+            np.concatenate([page.explored, pad.explored]),
+            np.concatenate([page.sponsored, pad.sponsored]),
+            page.trace + pad.trace,
+        )
