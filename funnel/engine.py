@@ -48,13 +48,18 @@ _READ_BATCH = 10_000
 
 @dataclass(frozen=True)
 class Recommendation:
-    """One recommended item: its id, score, human-readable reason, machine-readable code, title."""
+    """One recommended item: its id, score, human-readable reason, machine-readable code, title.
+
+    ``propensity`` is the probability the page policy put the item in its slot (below 1 for
+    exploration picks): log it with the impression for off-policy evaluation.
+    """
 
     item_id: str
     score: float
     reason: str
     reason_code: str = ""
     title: str | None = None
+    propensity: float = 1.0
 
 
 class Engine:
@@ -184,10 +189,11 @@ class Engine:
         bundle = pipeline.bundle
         keys = bundle.items.keys_of(ranked.items)
         titles = bundle.titles.take(ranked.items.astype(np.int64)).to_pylist()
+        prop = ranked.propensity if ranked.propensity is not None else np.ones(len(keys))
         return [
-            Recommendation(key, float(score), reason.text, reason.code, title)
-            for key, score, reason, title in zip(
-                keys, ranked.scores.tolist(), ranked.reasons, titles, strict=True
+            Recommendation(key, float(score), reason.text, reason.code, title, float(p))
+            for key, score, reason, title, p in zip(
+                keys, ranked.scores.tolist(), ranked.reasons, titles, prop.tolist(), strict=True
             )
         ]
 

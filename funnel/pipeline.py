@@ -54,12 +54,17 @@ def _events(table: pa.Table) -> list[Interaction]:
 
 @dataclass
 class RankedList:
-    """Recommendations for one user: item indices, scores and one reason per item."""
+    """Recommendations for one user: item indices, scores and one reason per item.
+
+    ``propensity``: per item, the probability the policy placed it where it is (exploration
+    slots below 1; ``None`` for deterministic lists), to be logged with the impression.
+    """
 
     items: np.ndarray
     scores: np.ndarray
     reasons: list[Reason]
     fallback: str | None = None
+    propensity: np.ndarray | None = None
 
 
 class Pipeline:
@@ -143,7 +148,8 @@ class Pipeline:
         for page in self.ranking.recommend(user_ids, rows, k, segments):
             listed = self.bundle.listed[page.items]
             reasons = [x for x, ok in zip(page.reasons, listed.tolist(), strict=True) if ok]
-            out.append(RankedList(page.items[listed], page.scores[listed].astype(np.float32), reasons))
+            scores = page.scores[listed].astype(np.float32)
+            out.append(RankedList(page.items[listed], scores, reasons, propensity=page.propensity[listed]))
         return out
 
     def _baseline(self, user_ids: list[str], rows: sp.csr_matrix, k: int) -> list[RankedList]:
