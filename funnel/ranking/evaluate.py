@@ -48,14 +48,7 @@ def top_k(
     """``int32 [n_users, k]`` ranked items per user of ``query`` (``-1`` pads short lists)."""
     out = np.full((len(query), k), -1, dtype=np.int32)
     for s in range(0, len(query), batch):
-        sub = RetrievalQuery(
-            query.user_ids[s : s + batch],
-            query.histories[s : s + batch],
-            query.recent[s : s + batch],
-            query.segments[s : s + batch],
-            query.now_ms,
-        )
-        for r, (m, _) in enumerate(pipeline.rank(sub, server)):
+        for r, (m, _) in enumerate(pipeline.rank(query.batch(s, s + batch), server)):
             got = m.items[:k]
             out[s + r, : len(got)] = got
     return out

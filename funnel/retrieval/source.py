@@ -70,6 +70,27 @@ class RetrievalQuery:
     def __len__(self) -> int:
         return len(self.user_ids)
 
+    def batch(self, start: int, stop: int) -> RetrievalQuery:
+        """Users ``start:stop`` of this query (every per-user list cut alike).
+
+        >>> recent = [np.array([1]), np.array([2])]
+        >>> q = RetrievalQuery(["a", "b"], sp.csr_matrix((2, 3), dtype="float32"), recent,
+        ...                    [{}, {"country": "FR"}], 0)
+        >>> q.batch(1, 2).user_ids, q.batch(1, 2).segments, q.batch(1, 2).histories.shape
+        (['b'], [{'country': 'FR'}], (1, 3))
+        """
+        cut = slice(start, stop)
+        return RetrievalQuery(
+            self.user_ids[cut],
+            self.histories[cut],
+            self.recent[cut],
+            self.segments[cut],
+            self.now_ms,
+            self.interests[cut],
+            self.interest_categories[cut],
+            self.recent_ms[cut],
+        )
+
 
 @dataclass
 class Candidates:
