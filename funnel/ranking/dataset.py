@@ -11,6 +11,12 @@ before it — through the same :func:`~funnel.ranking.features.build_features` s
 sampling and the negatives are seeded per user id (a hash), so they do not depend on other users'
 events: the leakage test adds or removes a label-window event and sees the same rows.
 
+With logged impressions (:func:`window_impressions`), items shown to a label user inside their
+window and not engaged there are negatives too: every one, whether or not retrieval returned it
+(an item it did not return is appended with ``NaN`` source scores and ranks, :func:`append_items`,
+and goes through the same ``build_features``). Engaged rows clicked at a known position are
+weighted by inverse examination propensity (:func:`row_weights`); every other row weighs 1.
+
 Example: see :class:`funnel.ranking.model.RankingPipeline`, which drives it.
 """
 
@@ -27,6 +33,7 @@ from funnel.features.definitions import FEATURES, FeatureDef
 from funnel.features.offline import OfflineStore
 from funnel.features.serving import FeatureVectors
 from funnel.ranking.features import Context, FeatureMatrix, ItemStatics, build_features, per_item
+from funnel.ranking.position_bias import ImpressionSlots, PositionBiasModel
 from funnel.retrieval.merge import MergedCandidates
 from funnel.retrieval.sources.common import member
 
@@ -47,6 +54,7 @@ class TrainingRows:
     user_ids: list[str]
     items: np.ndarray
     stats: dict[str, int] = field(default_factory=dict)
+    weights: np.ndarray | None = None
 
     def take_groups(self, keep: np.ndarray) -> TrainingRows:
         """The rows of the groups where ``keep`` (one bool per group) is true."""
@@ -59,6 +67,7 @@ class TrainingRows:
             {h: y[rows] for h, y in self.labels.items()},
             [u for u, k in zip(self.user_ids, keep.tolist(), strict=True) if k],
             self.items[rows],
+            weights=None if self.weights is None else self.weights[rows],
         )
 
 
@@ -110,12 +119,17 @@ def candidate_rows(
     positives: dict[str, np.ndarray],
     negatives: int,
     seed: int,
+    shown: Sequence[np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], dict[str, int]]:
-    """Per user, the candidate positions kept as rows and each head's labels of them."""
+    """Per user, the candidate positions kept as rows and each head's labels of them.
+
+    ``shown`` (per user, sorted item indices): impressed-but-not-engaged items, always kept as rows
+    (on top of the ``negatives`` sampled from the rest).
+    """
     keep_rows: list[np.ndarray] = []
     labels: dict[str, list[np.ndarray]] = {h: [] for h in positives}
     stats = {"users_no_engaged_candidate": 0, "users": 0}
-    for m, u, uid in zip(merged, user_idx.tolist(), user_ids, strict=True):
+    for k, (m, u, uid) in enumerate(zip(merged, user_idx.tolist(), user_ids, strict=True)):
         keys = u * n_items + m.items.astype(np.int64)
         hit = {h: member(keys, p) for h, p in positives.items()}
         if not hit["engage"].any():
@@ -129,7 +143,12 @@ def candidate_rows(
         rest = np.flatnonzero(~any_pos)
         rng = np.random.default_rng(zlib.crc32(f"{seed}:{uid}".encode()))
         neg = rng.choice(rest, min(negatives, len(rest)), replace=False) if len(rest) else rest
-        rows = np.sort(np.concatenate([np.flatnonzero(any_pos), neg]))
+        forced = np.zeros(0, dtype=np.int64)
+        if shown is not None:
+            forced = np.flatnonzero(member(m.items.astype(np.int64), shown[k]) & ~any_pos)
+        rows = np.union1d(np.concatenate([np.flatnonzero(any_pos), neg]), forced) if len(forced) else (
+            np.sort(np.concatenate([np.flatnonzero(any_pos), neg]))
+        )  # fmt: skip
         keep_rows.append(rows)
         for h in labels:
             labels[h].append(hit[h][rows].astype(np.float32))
@@ -147,6 +166,66 @@ def subset(m: MergedCandidates, rows: np.ndarray) -> MergedCandidates:
         m.source[rows],
         m.sources,
     )
+
+
+def append_items(m: MergedCandidates, items: np.ndarray) -> MergedCandidates:
+    """``m`` with ``items`` it does not hold appended: ``NaN`` source scores and ranks, source ``-1``."""
+    extra = np.setdiff1d(np.asarray(items, dtype=np.int64), m.items.astype(np.int64))
+    if not len(extra):
+        return m
+    s, n = len(m.sources), len(extra)
+    return MergedCandidates(
+        np.concatenate([m.items, extra.astype(np.int32)]),
+        np.concatenate([m.scores, np.full((n, s), np.nan, np.float32)]),
+        np.concatenate([m.ranks, np.full((n, s), np.nan, np.float32)]),
+        np.concatenate([m.reason, np.full(n, "impression", dtype=object)]),
+        np.concatenate([m.anchor, np.full(n, -1, np.int32)]),
+        np.concatenate([m.source, np.full(n, -1, np.int16)]),
+        m.sources,
+    )
+
+
+def window_impressions(
+    slots: ImpressionSlots, users: np.ndarray, cuts: np.ndarray, n_items: int, engaged: np.ndarray,
+    seen: np.ndarray,
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:  # fmt: skip
+    """The label window's impressions of ``users`` (cut at ``cuts[user]``).
+
+    Returns, per user of ``users``, the sorted items shown in the window that are neither engaged
+    there (``engaged``: sorted ``user * n_items + item`` keys) nor in the user's history (``seen``,
+    keys likewise: serving never shows them again); and the keys and positions of the clicked
+    window slots (the earliest slot per key).
+    """
+    slot_of = np.full(len(cuts), -1, dtype=np.int64)
+    slot_of[users] = np.arange(len(users))
+    k = slot_of[slots.user]
+    inside = (k >= 0) & (slots.timestamp >= cuts[slots.user])
+    key = slots.user * n_items + slots.item
+    neg = inside & ~member(key, engaged) & ~member(key, seen)
+    pairs = np.unique(k[neg] * n_items + slots.item[neg])
+    bounds = np.searchsorted(pairs // n_items, np.arange(len(users) + 1))
+    shown = [pairs[bounds[j] : bounds[j + 1]] % n_items for j in range(len(users))]
+    hit = np.flatnonzero(inside & slots.clicked)
+    hit = hit[np.lexsort((slots.timestamp[hit], key[hit]))]
+    first = np.r_[True, key[hit][1:] != key[hit][:-1]] if len(hit) else np.zeros(0, dtype=bool)
+    return shown, key[hit][first], slots.position[hit][first]
+
+
+def row_weights(
+    row_keys: np.ndarray, engaged: np.ndarray, click_keys: np.ndarray, click_pos: np.ndarray,
+    bias: PositionBiasModel, max_weight: float,
+) -> np.ndarray:  # fmt: skip
+    """``float32`` weight per row: ``min(1 / θ_p, max_weight)`` or 1.
+
+    An engaged row whose key is among ``click_keys`` (sorted, from :func:`window_impressions`) was
+    clicked at position ``p``; every other row weighs 1.
+    """
+    at = np.minimum(np.searchsorted(click_keys, row_keys), max(len(click_keys) - 1, 0))
+    found = (engaged > 0) & (len(click_keys) > 0)
+    if len(click_keys):
+        found &= click_keys[at] == row_keys
+    pos = np.where(found, click_pos[at] if len(click_keys) else -1, -1)
+    return bias.weights(pos, max_weight).astype(np.float32)
 
 
 def feature_rows(

@@ -13,6 +13,13 @@
    lift over retrieval order, feature importance);
 6. refit the sources on *all* events for serving, and the catalogue statistics with them.
 
+``fit(data, impressions=table)`` (an ``IMPRESSIONS`` table) corrects for position bias
+(:mod:`funnel.ranking.position_bias`, ``position_bias`` settings): a click model estimates each
+slot's examination propensity ``θ_p``; items shown to a label user in their window and not engaged
+become negatives; engaged rows clicked at position ``p`` weigh ``min(1 / θ_p, max_weight)`` in
+every head. Impressions later than a user's last event are ignored (no feedback could follow).
+Without impressions the rows are exactly those of step 3.
+
 ``rank(query, server)`` serves: merged candidates, features read from an online store through a
 :class:`~funnel.features.serving.FeatureServer`, one batched scoring call, best first.
 
@@ -40,18 +47,23 @@ import pyarrow as pa
 
 from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.estimator import Estimator
+from funnel.core.interactions import Interactions
 from funnel.features.offline import OfflineStore, write_partitioned
 from funnel.features.serving import FeatureServer
 from funnel.ranking.dataset import (
     TrainingRows,
+    append_items,
     candidate_rows,
     feature_rows,
     offline_vectors,
+    row_weights,
     subset,
     user_hash,
+    window_impressions,
 )  # fmt: skip
 from funnel.ranking.features import Context, ItemStatics
 from funnel.ranking.labels import LabelConfig, available_heads, head_labels, label_mask
+from funnel.ranking.position_bias import BiasConfig, ImpressionSlots, PositionBiasModel, estimate_bias
 from funnel.ranking.ranker import MultiObjectiveRanker
 from funnel.ranking.report import ranking_report
 from funnel.retrieval.merge import MergedCandidates
@@ -91,10 +103,13 @@ class RankingPipeline(Estimator):
         negatives: non-engaged candidates sampled per user.
         valid_fraction: share of label users held out for early stopping and the report.
         seed: sampling seed.
+        position_bias: :class:`~funnel.ranking.position_bias.BiasConfig` fields (used when ``fit``
+            gets impressions).
 
     Attributes:
         retriever_, ranker_, statics_: fitted for serving; cut_ms_: the training cut;
-        report_: heads, skipped heads, validation metrics, lift, importance, row counts.
+        report_: heads, skipped heads, validation metrics, lift, importance, row counts (and the
+        position-bias estimate when impressions were given); position_theta_: its ``θ`` or ``None``.
     """
 
     def __init__(
@@ -108,6 +123,7 @@ class RankingPipeline(Estimator):
         negatives: int = 100,
         valid_fraction: float = 0.2,
         seed: int = 0,
+        position_bias: Mapping[str, Any] | None = None,
     ) -> None:
         self.sources = None if sources is None else {k: dict(v) for k, v in sources.items()}
         self.quotas = quotas if quotas is None or isinstance(quotas, str) else dict(quotas)
@@ -118,6 +134,7 @@ class RankingPipeline(Estimator):
         self.negatives = negatives
         self.valid_fraction = valid_fraction
         self.seed = seed
+        self.position_bias = dict(position_bias or {})
 
     def _retriever(self, data: RetrievalData) -> Retriever:
         sources = self.sources
@@ -126,27 +143,53 @@ class RankingPipeline(Estimator):
             sources = {**DEFAULT_SOURCES, **({"ease": {}} if active <= EASE_MAX_ITEMS else {})}
         return Retriever(sources, self.quotas, total=self.total)
 
-    def fit(self, data: RetrievalData, workdir: str | Path | None = None) -> Self:
-        """Train leak-free on ``data`` (steps in the module docstring); ``workdir`` holds the lake."""
+    def fit(
+        self, data: RetrievalData, workdir: str | Path | None = None, impressions: pa.Table | None = None
+    ) -> Self:
+        """Train leak-free on ``data`` (steps in the module docstring); ``workdir`` holds the lake.
+
+        ``impressions``: the served pages (``IMPRESSIONS`` schema) behind ``data``'s events, if logged.
+        """
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-            rows, cut = self.training_rows(data, tmp)
+            rows, cut = self.training_rows(data, tmp, impressions)
         self.cut_ms_ = cut
         valid = np.array([user_hash(u, f"valid{self.seed}") < self.valid_fraction for u in rows.user_ids])
         train, held = rows.take_groups(~valid), rows.take_groups(valid)
         vset = (held.X, held.group_sizes, held.labels) if len(held.group_sizes) else None
         self.ranker_ = MultiObjectiveRanker(**self.ranker).fit(
-            train.X, train.group_sizes, train.labels, rows.names, valid=vset
+            train.X, train.group_sizes, train.labels, rows.names, sample_weight=train.weights, valid=vset
         )
         self.report_ = ranking_report(self.ranker_, held if len(held.group_sizes) else train)
         self.report_["rows"] = {"train": len(train.X), "valid": len(held.X), **rows.stats}
+        self.report_["position_bias"] = self.bias_report_
         self.retriever_ = self._retriever(data).fit(data)
         self.statics_ = item_statics(data)
         self.n_items_ = data.X.shape[1]
         return self
 
-    def training_rows(self, data: RetrievalData, folder: str | Path) -> tuple[TrainingRows, int]:
+    def _slots(
+        self, inter: Interactions, impressions: pa.Table | None, cfg: LabelConfig
+    ) -> ImpressionSlots | None:
+        """Impression slots up to each user's last event, with ``bias_`` fitted on them (or ``None``)."""
+        self.bias_: PositionBiasModel | None = None
+        self.position_theta_, self.bias_report_ = None, {"used": False, "why": "no impressions"}
+        if impressions is None or impressions.num_rows == 0:
+            return None
+        if cfg.split == "random":
+            self.bias_report_["why"] = "split='random' has no label window in time"
+            return None
+        slots, self.bias_, self.bias_report_ = estimate_bias(
+            inter, impressions, BiasConfig(**self.position_bias)
+        )
+        self.position_theta_ = None if self.bias_ is None else self.bias_.theta_
+        return slots
+
+    def training_rows(
+        self, data: RetrievalData, folder: str | Path, impressions: pa.Table | None = None
+    ) -> tuple[TrainingRows, int]:
         """The labelled feature rows of the label-window users, and the last history time (steps 1–4)."""
         inter, cfg = data.interactions, LabelConfig(**self.labels)
+        slots = self._slots(inter, impressions, cfg)
         is_label, cuts = label_mask(inter, cfg)
         history = inter.subset(~is_label)
         window = inter.subset(is_label)
@@ -164,8 +207,15 @@ class RankingPipeline(Estimator):
         retriever = self._retriever(hist).fit(hist)
         query = history_query(hist, users)
         merged = retriever.retrieve(query)
+        shown, clicks, bc = None, None, BiasConfig(**self.position_bias)
+        if slots is not None:
+            seen = np.unique(history.user_idx.astype(np.int64) * inter.n_items + history.item_idx)
+            shown, *clicks = window_impressions(slots, users, cuts, inter.n_items, positives["engage"], seen)
+            if bc.negatives == "all":
+                merged = [append_items(m, s) for m, s in zip(merged, shown, strict=True)]
+            shown = None if bc.negatives == "none" else shown
         keep, labels, stats = candidate_rows(
-            merged, users, ids, inter.n_items, positives, self.negatives, self.seed
+            merged, users, ids, inter.n_items, positives, self.negatives, self.seed, shown
         )
         stats["label_users"] = len(users)
         used = [k for k, r in enumerate(keep) if len(r)]
@@ -186,6 +236,12 @@ class RankingPipeline(Estimator):
             stats,
         )
         rows.stats["heads_missing"] = len(missing)
+        if slots is not None:
+            rows.stats["impression_only_rows"] = int(sum((m.source < 0).sum() for m in merged))
+        if clicks and self.bias_ is not None and bc.weights:
+            row_keys = np.repeat(users[used].astype(np.int64), rows.group_sizes) * inter.n_items + rows.items
+            rows.weights = row_weights(row_keys, rows.labels["engage"], *clicks, self.bias_, bc.max_weight)
+            rows.stats["weighted_rows"] = int((rows.weights != 1.0).sum())
         return rows, now
 
     def retrieve(self, query: RetrievalQuery) -> list[MergedCandidates]:
@@ -224,6 +280,8 @@ class RankingPipeline(Estimator):
         self.retriever_.save(folder / "retriever")
         self.ranker_.save(folder / "ranker")
         arrays = {"popularity": self.statics_.popularity, "published_at": self.statics_.published_at}
+        if self.position_theta_ is not None:
+            arrays["position_theta"] = self.position_theta_
         meta = {"cut_ms": self.cut_ms_, "report": self.report_, "n_items": self.n_items_,
                 "item_ids": self.statics_.item_ids}  # fmt: skip
         save_artifact(folder, KIND, FORMAT_VERSION, self.get_params(), arrays, meta)
@@ -238,4 +296,5 @@ class RankingPipeline(Estimator):
         p.ranker_ = MultiObjectiveRanker.load(folder / "ranker")
         p.statics_ = ItemStatics(art.meta["item_ids"], art.arrays["popularity"], art.arrays["published_at"])
         p.cut_ms_, p.report_, p.n_items_ = art.meta["cut_ms"], art.meta["report"], art.meta["n_items"]
+        p.position_theta_ = art.arrays.get("position_theta")
         return p

@@ -221,3 +221,23 @@ def test_ranker_falls_back_to_lightgbm_with_the_reason(monkeypatch, caplog):
     assert "no LLVM" in caplog.text
     z = r.boosters_["dislike"].predict(X, raw_score=True)
     np.testing.assert_allclose(got["dislike"], 1.0 / (1.0 + np.exp(-z)))
+
+
+def test_pipeline_with_impressions_keeps_position_propensities_through_save(tmp_path):
+    from funnel.data.synthetic import SyntheticConfig, generate
+    from funnel.ranking.model import RankingPipeline
+    from funnel.retrieval.sources.common import retrieval_data
+
+    ds = generate(SyntheticConfig(n_users=150, n_items=100, n_interactions=4000, seed=3))
+    data = retrieval_data(Interactions.from_table(ds.interactions), ds.items, ds.users)
+    kw = {"sources": {"trending": {}}, "total": 40, "negatives": 10, "ranker": {"n_estimators": 5}}
+    p = RankingPipeline(**kw).fit(data, tmp_path, impressions=ds.impressions)
+    assert p.report_["position_bias"]["used"] and p.report_["rows"]["weighted_rows"] > 0
+    p.save(tmp_path / "p")
+    q = RankingPipeline.load(tmp_path / "p")
+    np.testing.assert_array_equal(q.position_theta_, p.position_theta_)
+    assert q.position_theta_[0] == 1.0
+    plain = RankingPipeline(**kw).fit(data, tmp_path)
+    assert plain.position_theta_ is None and plain.report_["position_bias"]["used"] is False
+    plain.save(tmp_path / "plain")
+    assert RankingPipeline.load(tmp_path / "plain").position_theta_ is None
