@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from funnel.core.errors import NotFoundError, ValidationError
 from funnel.core.idmap import IdMap
 from funnel.core.interactions import Interactions
+from funnel.data.lake import SCHEMAS as LAKE_KINDS
 from funnel.data.lake import Lake
 from funnel.eval.runner import evaluate_models
 from funnel.retrieval.models import MODELS, make_model
@@ -30,6 +31,17 @@ from funnel.training.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
+REPORT_KEYS = (
+    "heads",
+    "skipped",
+    "auc",
+    "ndcg@10_final",
+    "ndcg@10_retrieval",
+    "lift",
+    "rows",
+    "position_bias",
+)
+"""The ranking pipeline's report entries kept in the training summary."""
 SELECTION_ORDER = ("ease", "als", "itemknn", "pop")
 """Candidates tried by ``model="auto"``; EASE is skipped when the catalogue exceeds its limit."""
 
@@ -131,8 +143,12 @@ def train_bundle(
     fitted = make_model(name, **(params or {})).fit(X)
     version = registry.new_version()
     folder = registry.root / version
+    # impressions reach the ranker (position bias) once the lake stores them
+    shown = lake.read("impressions") if ranking is not None and "impressions" in LAKE_KINDS else None
     ranked = (
-        _train_ranking(folder, inter, catalogue, lake.read("users"), ranking) if ranking is not None else {}
+        _train_ranking(folder, inter, catalogue, lake.read("users"), ranking, shown)
+        if ranking is not None
+        else {}
     )
     bundle = Bundle(
         version=version,
@@ -163,9 +179,17 @@ def train_bundle(
 
 
 def _train_ranking(
-    folder: Path, inter: Interactions, catalogue: pa.Table, users: pa.Table, params: dict[str, Any]
+    folder: Path,
+    inter: Interactions,
+    catalogue: pa.Table,
+    users: pa.Table,
+    params: dict[str, Any],
+    impressions: pa.Table | None = None,
 ) -> dict[str, Any]:
-    """Fit the retrieval + ranking pipeline into ``folder``; its report, or why it was skipped."""
+    """Fit the retrieval + ranking pipeline into ``folder``; its report, or why it was skipped.
+
+    ``impressions`` (served pages), when given, correct the ranker for position bias.
+    """
     from funnel.ranking.model import RankingPipeline
     from funnel.ranking.serving import save_serving_data
     from funnel.retrieval.sources.common import retrieval_data
@@ -173,14 +197,11 @@ def _train_ranking(
     data = retrieval_data(inter, catalogue, users)
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        pipeline = RankingPipeline(**params).fit(data, workdir=folder)
+        pipeline = RankingPipeline(**params).fit(data, workdir=folder, impressions=impressions)
     except (ValidationError, ValueError) as exc:
         log.warning("ranking pipeline not trained: %s", exc)
         return {"skipped": str(exc)}
     pipeline.save(folder / "ranking")
     save_serving_data(folder, inter.to_table(), data.items, data.users)
     report = pipeline.report_
-    return {
-        k: report[k]
-        for k in ("heads", "skipped", "auc", "ndcg@10_final", "ndcg@10_retrieval", "lift", "rows")
-    }
+    return {k: report[k] for k in REPORT_KEYS}
