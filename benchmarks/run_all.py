@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "bench_features": ([], ["--events", "5000", "--redis-events", "1000", "--reads", "3"]),
     "bench_ann": ([], ["--quick"]),
     "bench_retrieval": ([], ["--quick"]),
+    "bench_two_tower": ([], ["--quick"]),
     "bench_rerank": ([], ["--quick"]),
     "bench_ranker": ([], ["--quick"]),
 }
