@@ -156,7 +156,7 @@ def candidate_rows(
 
 
 def subset(m: MergedCandidates, rows: np.ndarray) -> MergedCandidates:
-    """The candidates at positions ``rows`` (ranks and scores kept as retrieved)."""
+    """The candidates at positions ``rows`` (ranks, scores and merge positions kept as retrieved)."""
     return MergedCandidates(
         m.items[rows],
         m.scores[rows],
@@ -165,6 +165,7 @@ def subset(m: MergedCandidates, rows: np.ndarray) -> MergedCandidates:
         m.anchor[rows],
         m.source[rows],
         m.sources,
+        m.positions()[rows],
     )
 
 
@@ -182,6 +183,7 @@ def append_items(m: MergedCandidates, items: np.ndarray) -> MergedCandidates:
         np.concatenate([m.anchor, np.full(n, -1, np.int32)]),
         np.concatenate([m.source, np.full(n, -1, np.int16)]),
         m.sources,
+        np.concatenate([m.positions(), np.full(n, np.nan, np.float32)]),
     )
 
 

@@ -159,7 +159,7 @@ def build_features(
     out[:, 0 : 2 * s : 2] = candidates.scores
     out[:, 1 : 2 * s : 2] = candidates.ranks
     out[:, 2 * s] = (~np.isnan(candidates.ranks)).sum(axis=1) if s else 0
-    out[:, 2 * s + 1] = np.arange(n)
+    out[:, 2 * s + 1] = candidates.positions()  # where retrieval put it, even in a sampled subset
     col = 2 * s + 2
     recent = fv.user.get("user_recent_items") or []
     user_row = [float(fv.user[x]) for x in user_names] + [float(len(recent))]  # type: ignore[arg-type]

@@ -47,6 +47,9 @@ class MergedCandidates:
         reason: reason code of the strongest source per item; anchor: its anchor (``int32``).
         source: ``int16 [n]`` index (into ``sources``) of the strongest source.
         sources: the source names, the columns of ``scores`` and ``ranks``.
+        position: each candidate's 0-based position in the merged list it came from, once the
+            list was cut or reordered (``NaN`` for items added from elsewhere); ``None`` while
+            the list is in merge order.
     """
 
     items: np.ndarray
@@ -56,9 +59,16 @@ class MergedCandidates:
     anchor: np.ndarray
     source: np.ndarray
     sources: tuple[str, ...]
+    position: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def positions(self) -> np.ndarray:
+        """``float32 [n]`` merge positions (``position``, or ``0..n-1`` in merge order)."""
+        if self.position is not None:
+            return self.position.astype(np.float32, copy=False)
+        return np.arange(len(self.items), dtype=np.float32)
 
     def source_names(self) -> np.ndarray:
         """The strongest source's name per candidate."""

@@ -10,6 +10,7 @@ from funnel.features.online.memory import MemoryOnlineStore
 from funnel.features.online.protocol import feature_key
 from funnel.features.serving import FeatureServer
 from funnel.features.streaming import Catalog
+from funnel.ranking.dataset import subset
 from funnel.ranking.features import Context, ItemStatics, build_features, feature_names
 from funnel.ranking.labels import LabelConfig, available_heads, head_labels, label_mask, user_cuts
 from funnel.ranking.ranker import MultiObjectiveRanker
@@ -241,3 +242,19 @@ def test_pipeline_with_impressions_keeps_position_propensities_through_save(tmp_
     assert plain.position_theta_ is None and plain.report_["position_bias"]["used"] is False
     plain.save(tmp_path / "plain")
     assert RankingPipeline.load(tmp_path / "plain").position_theta_ is None
+
+
+def test_merge_position_survives_sampling_and_reordering():
+    # training rows are a sample of the candidates; the feature must be where retrieval put them
+    statics = ItemStatics(["a", "b", "c", "d"], np.ones(4), np.full(4, np.nan))
+    merged = merge_one(
+        [candidates(np.array([3, 1, 2, 0]), np.array([4.0, 3.0, 2.0, 1.0]), "trending")],
+        ("trending",),
+        np.array([4.0]),
+        total=4,
+    )
+    sampled = subset(merged, np.array([3, 1]))
+    fv = FeatureServer(Empty()).read("u", statics.ids_of(sampled.items), t=T0)
+    fm = build_features(fv, sampled, Context(), statics)
+    assert fm.column("merge_position").tolist() == [3.0, 1.0]
+    assert subset(sampled, np.array([1, 0])).positions().tolist() == [1.0, 3.0]
