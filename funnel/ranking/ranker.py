@@ -84,6 +84,10 @@ class MultiObjectiveRanker(Estimator):
     Args:
         weights: head -> weight of its probability in the final score (default :data:`DEFAULT_WEIGHTS`).
         n_estimators, num_leaves, learning_rate, min_child_samples: LightGBM settings per head.
+            The defaults (at most 300 trees, early-stopped, of 7 leaves with 200 rows a leaf) are
+            strongly regularised: on one set of synthetic training rows (1,240 users, validation
+            on 249 held-out ones) they score 0.394 validation NDCG@10 against 0.379 for
+            31 leaves / 20 rows, which stopped after 14–31 trees, overfitting.
         min_positives: positives a head's label needs to be trained.
         early_stopping: rounds without validation improvement before stopping (with ``valid``).
         seed: LightGBM's seed; threads: LightGBM threads when training (0: its default).
@@ -99,10 +103,10 @@ class MultiObjectiveRanker(Estimator):
     def __init__(
         self,
         weights: Mapping[str, float] | None = None,
-        n_estimators: int = 150,
-        num_leaves: int = 31,
+        n_estimators: int = 300,
+        num_leaves: int = 7,
         learning_rate: float = 0.05,
-        min_child_samples: int = 20,
+        min_child_samples: int = 200,
         min_positives: int = 20,
         early_stopping: int = 20,
         seed: int = 0,
