@@ -32,8 +32,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from funnel.core.errors import ValidationError
-from funnel.retrieval.merge import DEFAULT_TOTAL, MergedCandidates, assemble, batch_quotas
+from funnel.retrieval.merge import DEFAULT_TOTAL, MergedCandidates, assemble, batch_quotas, flatten
 from funnel.retrieval.source import Candidates
 from funnel.retrieval.sources.common import member
 
@@ -42,18 +41,10 @@ def fuse_one(
     per_source: Sequence[Candidates], sources: Sequence[str], weights: np.ndarray, total: int = DEFAULT_TOTAL
 ) -> MergedCandidates:
     """Fuse one user's candidate lists (``per_source[s]`` from ``sources[s]``) under ``weights``."""
-    if len(per_source) != len(sources) or len(weights) != len(sources):
-        raise ValidationError(
-            "per_source, sources and weights must have one entry per source", field="weights"
-        )
-    if total < 1:
-        raise ValidationError(f"total must be >= 1, got {total}", field="total")
-    lens = np.array([len(c) for c in per_source], dtype=np.int64)
-    if lens.sum() == 0:
-        return assemble(per_source, sources, lens[:0], lens[:0], lens[:0], lens[:0])
-    items = np.concatenate([c.items for c in per_source]).astype(np.int64)
-    src = np.repeat(np.arange(len(sources), dtype=np.int64), lens)
-    rank = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+    flat = flatten(per_source, sources, weights, total, "weights")
+    if flat is None:
+        return assemble(per_source, sources, *[np.zeros(0, np.int64)] * 4)
+    items, src, rank = flat
     term = np.asarray(weights, dtype=np.float64)[src] * total / (total + rank)
     uniq, inv = np.unique(items, return_inverse=True)
     fused = np.bincount(inv, weights=term, minlength=len(uniq))

@@ -75,20 +75,34 @@ class MergedCandidates:
         return np.asarray(self.sources, dtype=object)[self.source]
 
 
-def merge_one(
-    per_source: Sequence[Candidates], sources: Sequence[str], quotas: np.ndarray, total: int = DEFAULT_TOTAL
-) -> MergedCandidates:
-    """Merge one user's candidate lists (``per_source[s]`` from ``sources[s]``) under ``quotas``."""
-    if len(per_source) != len(sources) or len(quotas) != len(sources):
-        raise ValidationError("per_source, sources and quotas must have one entry per source", field="quotas")
+def flatten(
+    per_source: Sequence[Candidates], sources: Sequence[str], weights: np.ndarray, total: int, field: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """One user's lists as flat ``(items, source, rank)`` arrays, checked; ``None`` when all are empty.
+
+    ``weights`` (quotas or fusion weights, named ``field`` in errors) has one entry per source.
+    """
+    if len(per_source) != len(sources) or len(weights) != len(sources):
+        raise ValidationError(f"per_source, sources and {field} must have one entry per source", field=field)
     if total < 1:
         raise ValidationError(f"total must be >= 1, got {total}", field="total")
     lens = np.array([len(c) for c in per_source], dtype=np.int64)
     if lens.sum() == 0:
-        return assemble(per_source, sources, lens[:0], lens[:0], lens[:0], lens[:0])
+        return None
     items = np.concatenate([c.items for c in per_source]).astype(np.int64)
     src = np.repeat(np.arange(len(sources), dtype=np.int64), lens)
     rank = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+    return items, src, rank
+
+
+def merge_one(
+    per_source: Sequence[Candidates], sources: Sequence[str], quotas: np.ndarray, total: int = DEFAULT_TOTAL
+) -> MergedCandidates:
+    """Merge one user's candidate lists (``per_source[s]`` from ``sources[s]``) under ``quotas``."""
+    flat = flatten(per_source, sources, quotas, total, "quotas")
+    if flat is None:
+        return assemble(per_source, sources, *[np.zeros(0, np.int64)] * 4)
+    items, src, rank = flat
     q = np.asarray(quotas, dtype=np.float64)[src]
     with np.errstate(divide="ignore", invalid="ignore"):
         prio = np.where(q > 0, rank / np.where(q > 0, q, 1.0), np.inf)
