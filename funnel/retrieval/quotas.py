@@ -97,13 +97,7 @@ def retrieve_batched(
     """Every source's ``k`` candidates per user of ``query``, asked ``batch`` users at a time."""
     out: dict[str, list[Candidates]] = {name: [] for name in sources}
     for s in range(0, len(query), batch):
-        sub = RetrievalQuery(
-            query.user_ids[s : s + batch],
-            query.histories[s : s + batch],
-            query.recent[s : s + batch],
-            query.segments[s : s + batch],
-            query.now_ms,
-        )
+        sub = query.batch(s, s + batch)
         for name, source in sources.items():
             out[name] += source.retrieve(sub, k)
     return out
