@@ -224,7 +224,10 @@ def _evaluate_retrieval(
 def train(
     data_dir: DataDir = DEFAULT_DIR,
     model: Annotated[
-        str, typer.Option(help="auto (pick the best baseline) | ease | als | itemknn | pop")
+        str,
+        typer.Option(
+            help="auto (retrieval + ranker, best baseline as fallback) | ease | als | itemknn | pop (only it)"
+        ),
     ] = "auto",
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Cut-off for model selection.")] = 10,
 ) -> None:
