@@ -151,6 +151,9 @@ class Engine:
         return summary
 
     def _read_log(self, start: int, end: int) -> pa.Table:
+        return interactions_table(self._read_records(start, end))
+
+    def _read_records(self, start: int, end: int) -> list[Any]:
         records: list[Any] = []
         offset = start
         while offset < end:
@@ -159,7 +162,7 @@ class Engine:
                 break
             records.extend(batch)
             offset = batch[-1].offset + 1
-        return interactions_table(records)
+        return records
 
     # ---- serving -------------------------------------------------------------------------------
 
@@ -181,7 +184,7 @@ class Engine:
             self._read_offset = bundle.log_offset
         end = self.event_log.end_offset
         if end > self._read_offset:
-            self._pipeline.observe(self._read_log(self._read_offset, end))
+            self._pipeline.observe(self._read_records(self._read_offset, end))
             self._read_offset = end
         return self._pipeline
 

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import scipy.sparse as sp
 
 from funnel.core.interactions import Interactions
-from funnel.core.schema import Interaction
+from funnel.events.protocol import LogRecord
+from funnel.events.tables import interactions_table
 from funnel.ranking.serving import RankingServer
 from funnel.rerank.explanations import (
     BECAUSE_YOU_WATCHED,
@@ -35,21 +36,6 @@ from funnel.rerank.explanations import (
 from funnel.training.bundle import Bundle
 
 log = logging.getLogger(__name__)
-
-
-def _events(table: pa.Table) -> list[Interaction]:
-    """The rows of an interactions table as events (timestamps in epoch ms)."""
-    cols = {c: table.column(c) for c in table.column_names}
-    ts = cols["timestamp"].cast(pa.int64()).to_pylist()
-    n = table.num_rows
-    get = {c: (cols[c].to_pylist() if c in cols else [None] * n) for c in ("value", "event_id", "type")}
-    return [
-        Interaction(u, i, t or "click", s, v, e)
-        for u, i, t, s, v, e in zip(
-            cols["user_id"].to_pylist(), cols["item_id"].to_pylist(), get["type"], ts, get["value"],
-            get["event_id"], strict=True,
-        )
-    ]  # fmt: skip
 
 
 @dataclass
@@ -88,12 +74,13 @@ class Pipeline:
         self._popular = np.argsort(-pop, kind="stable")
         self._popular = self._popular[np.isfinite(pop[self._popular])]
 
-    def observe(self, table: pa.Table) -> None:
-        """Add interactions that happened after training (positive ones extend the history)."""
+    def observe(self, records: Sequence[LogRecord]) -> None:
+        """Add event-log interactions that happened after training (positive ones extend the history)."""
+        table = interactions_table(records)
         if not table.num_rows:
             return
         if self.ranking is not None:
-            self.ranking.observe(_events(table))
+            self.ranking.observe(records)
         inter = Interactions.from_table(table.select(["user_id", "item_id", "type"]))
         pos = inter.positive_mask()
         item_idx = self.bundle.items.lookup(inter.items.keys_of(inter.item_idx[pos]))

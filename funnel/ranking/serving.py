@@ -27,12 +27,13 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from funnel.core.schema import Interaction
+from funnel.events.protocol import LogRecord
 from funnel.features.materialize import materialize
 from funnel.features.offline import OfflineStore, write_partitioned
 from funnel.features.online.memory import MemoryOnlineStore
 from funnel.features.online.protocol import feature_key
 from funnel.features.serving import FeatureServer
-from funnel.features.streaming import Catalog, EventFeaturizer, read_recent
+from funnel.features.streaming import Catalog, EventFeaturizer, event_id, read_recent
 from funnel.ranking.model import RankingPipeline
 from funnel.rerank.config import RerankConfig
 from funnel.rerank.context import Page, PageRequest, Slate, UserContext
@@ -90,19 +91,17 @@ class RankingServer:
         materialize(OfflineStore(folder / FEATURES_DIR, items), store, now=now_ms, progress=False)
         return cls(pipeline, items, users, store, now_ms, rerank)
 
-    def observe(self, events: Sequence[Interaction]) -> None:
-        """Apply fresh events to the online features (idempotent per event id) and the clock."""
-        if not events:
+    def observe(self, records: Sequence[LogRecord]) -> None:
+        """Apply fresh event-log interactions to the online features and the clock.
+
+        Idempotent per event: its ``event_id``, else its log offset (the streaming consumer's ids).
+        """
+        fresh = [r for r in records if isinstance(r.event, Interaction)]
+        if not fresh:
             return
-        batch = [
-            (
-                e.event_id or f"@fresh:{e.user_id}:{e.item_id}:{e.timestamp}:{e.type}",
-                self.featurizer.increments(e),
-            )
-            for e in events
-        ]
+        batch = [(event_id(r, "events"), self.featurizer.increments(r.event)) for r in fresh]
         self.store.apply(batch, dedup_ttl_s=7 * 86_400)
-        self.now_ms = max(self.now_ms, max(e.timestamp for e in events) + 1)
+        self.now_ms = max(self.now_ms, max(r.event.timestamp for r in fresh) + 1)
 
     def _recent(self, user_ids: Sequence[str]) -> list[np.ndarray]:
         hashes = self.store.get_many([feature_key("user", u, "recent") for u in user_ids])
