@@ -1,10 +1,13 @@
 """Experiments: deterministic assignment, statistical tests, off-policy evaluation and reports.
 
-Entry points: :func:`~funnel.experiments.assignment.assign` for an :class:`Experiment`; the tests in
-:mod:`funnel.experiments.stats` (fixed horizon) and :mod:`funnel.experiments.sequential` (mSPRT).
+* :mod:`~funnel.experiments.assignment`: :class:`Experiment` configs and :func:`assign`.
+* :mod:`~funnel.experiments.stats`: SRM check, z / Welch / ratio tests, sample sizes (fixed horizon).
+* :mod:`~funnel.experiments.sequential`: mSPRT always-valid p-values for peeking.
+* :mod:`~funnel.experiments.off_policy`: IPS, SNIPS and doubly-robust estimates from logged data.
 """
 
 from funnel.experiments.assignment import Arm, Experiment, assign
+from funnel.experiments.off_policy import OpeEstimate, doubly_robust, expected_model_reward, ips, snips
 from funnel.experiments.sequential import msprt_means, msprt_p_values, msprt_proportions
 from funnel.experiments.stats import (
     Comparison,
@@ -22,14 +25,19 @@ __all__ = [
     "Arm",
     "Comparison",
     "Experiment",
+    "OpeEstimate",
     "SrmResult",
     "assign",
+    "doubly_robust",
+    "expected_model_reward",
+    "ips",
     "msprt_means",
     "msprt_p_values",
     "msprt_proportions",
     "ratio_ztest",
     "sample_size_means",
     "sample_size_proportions",
+    "snips",
     "srm_check",
     "two_proportion_ztest",
     "welch_ttest",
