@@ -57,7 +57,7 @@ class Comparison:
     Attributes:
         test: Which test (``"z"``, ``"welch-t"``, ``"ratio-z"``).
         control: Control estimate. treatment: Treatment estimate.
-        diff: ``treatment − control``. diff_ci: Its ``1 − alpha`` interval.
+        diff: ``treatment − control``. stderr: Its standard error. diff_ci: Its ``1 − alpha`` interval.
         lift: ``treatment / control − 1`` (NaN when control is 0). lift_ci: Its interval.
         statistic: z or t. p_value: Two-sided. alpha: Level of the intervals.
         df: Degrees of freedom of a t test, else None.
@@ -67,6 +67,7 @@ class Comparison:
     control: float
     treatment: float
     diff: float
+    stderr: float
     diff_ci: tuple[float, float]
     lift: float
     lift_ci: tuple[float, float]
@@ -234,13 +235,14 @@ def _comparison(
 ) -> Comparison:  # fmt: skip
     zq = float(stats.norm.ppf(1 - alpha / 2))
     q = float(stats.t.ppf(1 - alpha / 2, df)) if df is not None else zq
-    half = q * math.sqrt(vc + vt)
+    se = math.sqrt(vc + vt)
+    half = q * se
     if c != 0:
         lift, lift_se = t / c - 1, math.sqrt(vt / c**2 + t**2 * vc / c**4)
     else:
         lift = lift_se = float("nan")
     return Comparison(
-        test, c, t, t - c, (t - c - half, t - c + half), lift, (lift - zq * lift_se, lift + zq * lift_se),
+        test, c, t, t - c, se, (t - c - half, t - c + half), lift, (lift - zq * lift_se, lift + zq * lift_se),
         statistic, p, alpha, df,
     )  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""Seeded simulations of the experiment statistics: A/A false-positive rates, peeking, power.
+"""Seeded simulations of the experiment statistics: A/A false-positive rates, peeking, power, end to end.
 
 Each test simulates many experiments at once (NumPy arrays with one row per simulated experiment),
 so the whole file runs in a couple of seconds. With 1000 simulations the standard error of a 5%
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from funnel.experiments.analysis import ExperimentReport
+from funnel.experiments.assignment import Experiment, assign
+from funnel.experiments.report import format_report
 from funnel.experiments.sequential import msprt_means, msprt_proportions
 from funnel.experiments.stats import ratio_ztest, sample_size_proportions, two_proportion_z, welch_ttest
 
@@ -93,3 +96,33 @@ def test_aa_skewed_engagement_welch_and_msprt_means() -> None:
     tau2 = (0.1 * np.exp(0.72)) ** 2  # 10% of the true mean e^{σ²/2}
     p_seq = msprt_means(n, mean[0], var[0], n, mean[1], var[1], tau2=tau2)
     assert np.mean(p_seq[:, -1] < 0.05) <= 0.05  # measured 0.0025
+
+
+def test_assignment_to_report_end_to_end_and_a_logging_bug_trips_srm() -> None:
+    exp = Experiment.from_dict({
+        "name": "ranker-v2", "salt": "ranker-v2-2024", "ramp": 50,
+        "arms": [{"name": "control", "weight": 1}, {"name": "v2", "weight": 1}],
+    })  # fmt: skip
+    names = [assign(exp, f"user-{i}") for i in range(40_000)]
+    arm = np.array([a for a in names if a is not None])
+    n = len(arm)
+    assert abs(n - 20_000) < 4 * np.sqrt(40_000 * 0.25)  # the 50% ramp
+    rng = np.random.default_rng(9)
+    impressions = 1 + rng.poisson(6, n)
+    ctr = np.where(arm == "v2", 0.115, 0.10)  # v2 lifts CTR by 15%
+    clicks = rng.binomial(impressions, ctr)
+    engagement = clicks * rng.exponential(3.0, n)
+    report = ExperimentReport.from_arrays(arm, impressions, clicks, engagement, arms=exp)
+    assert report.trustworthy, report.srm
+    (v2,) = report.comparisons
+    assert v2.ctr is not None and v2.ctr.significant and v2.ctr.lift_ci[0] < 0.15 < v2.ctr.lift_ci[1]
+    assert v2.always_valid_p["ctr"] < 0.05
+
+    # a logging bug: v2 loses the rows of a third of its users who never clicked
+    lost = (arm == "v2") & (clicks == 0) & (rng.random(n) < 1 / 3)
+    keep = ~lost
+    broken = ExperimentReport.from_arrays(
+        arm[keep], impressions[keep], clicks[keep], engagement[keep], arms=exp
+    )
+    assert broken.srm.flagged and not broken.trustworthy
+    assert "SAMPLE RATIO MISMATCH" in format_report(broken)

@@ -1,4 +1,4 @@
-"""A/B statistics on small hand-checked fixtures: SRM, z, Welch, ratio, sample size, mSPRT.
+"""A/B statistics on small hand-checked fixtures: SRM, z, Welch, ratio, sample size, mSPRT, the report.
 
 The A/A and power simulations are in tests/integration/test_experiment_simulation.py.
 """
@@ -8,10 +8,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from scipy import stats
 
 from funnel.core.errors import ValidationError
+from funnel.experiments.analysis import ExperimentReport
+from funnel.experiments.assignment import Arm, Experiment
+from funnel.experiments.report import format_report
 from funnel.experiments.sequential import (
     mixture_log_likelihood_ratio,
     msprt_means,
@@ -86,6 +90,7 @@ def test_two_proportion_ztest_hand_values() -> None:
     assert r.diff == pytest.approx(0.03)
     assert r.statistic == pytest.approx(2.10274, abs=1e-5)
     assert r.p_value == pytest.approx(0.035488, abs=1e-6)
+    assert r.stderr == pytest.approx(0.0142513, abs=1e-7)
     assert r.diff_ci == pytest.approx((0.002068, 0.057932), abs=1e-6)
     assert r.lift == pytest.approx(0.3)
     assert r.lift_ci == pytest.approx((-0.019179, 0.619179), abs=1e-6)
@@ -249,3 +254,105 @@ def test_msprt_rejects_bad_tau2() -> None:
     with pytest.raises(ValidationError) as info:
         msprt_p_values(np.zeros(2), np.ones(2), tau2=0.0)
     assert info.value.field == "tau2"
+
+
+# --- experiment report -----------------------------------------------------------------------------------
+# 8 users: control rows 0-3, v2 rows 4-7 (interleaved in the input to check the grouping)
+ARM = np.array(["control", "v2", "control", "v2", "control", "v2", "control", "v2"])
+IMP = np.array([4, 3, 2, 3, 5, 6, 1, 2])
+CLK = np.array([1, 1, 0, 1, 1, 2, 0, 0])
+ENG = np.array([2.0, 4, 0, 2, 3, 5, 1, 1])
+
+
+def _report(**kwargs: object) -> ExperimentReport:
+    return ExperimentReport.from_arrays(ARM, IMP, CLK, ENG, arms=["control", "v2"], **kwargs)  # type: ignore[arg-type]
+
+
+def test_report_arm_summaries_by_hand() -> None:
+    control, v2 = _report().arms
+    # control: impressions 4+2+5+1 = 12, clicks 2, CTR 1/6, clickers 2 of 4, engagement (2+0+3+1)/4 = 1.5
+    assert (control.name, control.users, control.impressions, control.clicks, control.clickers) == (
+        "control", 4, 12, 2, 2)  # fmt: skip
+    assert control.ctr == pytest.approx(1 / 6) and control.clicker_rate == 0.5
+    assert control.engagement_per_user == 1.5 and control.expected_share == 0.5
+    # v2: impressions 3+3+6+2 = 14, clicks 4, CTR 2/7, clickers 3 of 4, engagement 12/4 = 3
+    assert (v2.users, v2.impressions, v2.clicks, v2.clickers) == (4, 14, 4, 3)
+    assert v2.ctr == pytest.approx(2 / 7) and v2.clicker_rate == 0.75 and v2.engagement_per_user == 3.0
+
+
+def test_report_comparisons_are_the_stats_tests_against_control() -> None:
+    report = _report()
+    (comp,) = report.comparisons
+    c, t = ARM == "control", ARM == "v2"
+    assert comp.arm == "v2"
+    assert comp.ctr == ratio_ztest(CLK[c], IMP[c], CLK[t], IMP[t])
+    assert comp.clicker_rate == two_proportion_ztest(2, 4, 3, 4)
+    assert comp.engagement == welch_ttest(ENG[c], ENG[t])
+    expected = msprt_p_values(
+        np.array([comp.engagement.diff]), np.array([comp.engagement.stderr**2]), 0.15**2
+    )
+    assert comp.always_valid_p["engagement"] == pytest.approx(expected[-1])  # τ = 0.1 · control mean 1.5
+    assert report.trustworthy and not report.srm.flagged
+
+
+def test_report_from_arrow_table_and_experiment() -> None:
+    table = pa.table({"arm": pa.array(ARM).dictionary_encode(), "impressions": IMP, "clicks": CLK,
+                      "engagement": ENG, "other": np.zeros(8)})  # fmt: skip
+    exp = Experiment("ranker-v2", "salt", (Arm("control", 3), Arm("v2", 1)))
+    report = ExperimentReport.from_table(table, arms=exp)
+    assert report.name == "ranker-v2" and report.arms[0].expected_share == 0.75
+    assert report.srm.expected == (6.0, 2.0)
+    assert report.comparisons == _report().comparisons
+    with pytest.raises(ValidationError) as info:
+        ExperimentReport.from_table(table.drop_columns(["clicks"]), arms=exp)
+    assert info.value.field == "clicks"
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "row"),
+    [({"arm": np.array([*ARM[:5], "v3", *ARM[6:]])}, "arm", 6),
+     ({"clicks": np.array([1, 1, 0, 1, 1, 7, 0, 0])}, "clicks", 6),
+     ({"impressions": np.array([4, 3, 2, -3, 5, 6, 1, 2])}, "impressions", 4),
+     ({"engagement": np.array([2.0, 4, 0, 2, np.inf, 5, 1, 1])}, "engagement", 5),
+     ({"engagement": ENG[:7]}, "engagement", None),
+     ({"weights": [1.0]}, "weights", None),
+     ({"arms": ["control"]}, "arms", None)],
+)  # fmt: skip
+def test_report_rejects_bad_rows(change: dict, field: str, row: int | None) -> None:
+    kwargs = {"arm": ARM, "impressions": IMP, "clicks": CLK, "engagement": ENG, "arms": ["control", "v2"]}
+    with pytest.raises(ValidationError) as info:
+        ExperimentReport.from_arrays(**{**kwargs, **change})
+    assert (info.value.field, info.value.row) == (field, row)
+
+
+def test_report_with_an_arm_too_small_to_test() -> None:
+    report = ExperimentReport.from_arrays(ARM[:5], IMP[:5], CLK[:5], ENG[:5], arms=["control", "v2", "v3"])
+    v2, v3 = report.comparisons
+    assert v3.ctr is None and v3.engagement is None and np.isnan(v3.always_valid_p["ctr"])
+    assert report.arms[2].users == 0 and np.isnan(report.arms[2].ctr)
+    assert v2.engagement is not None
+    assert "v3   ctr" in format_report(report) and "n/a" in format_report(report)
+
+
+def test_format_report_marks_srm_prominently() -> None:
+    rng = np.random.default_rng(1)
+    n = 20_000
+    arm = np.where(rng.random(n) < 0.52, "control", "v2")  # 52/48 where 50/50 was planned
+    imp = rng.poisson(5, n)
+    report = ExperimentReport.from_arrays(arm, imp, rng.binomial(imp, 0.1), rng.exponential(2.0, n),
+                                          arms=["control", "v2"], name="ranker-v2")  # fmt: skip
+    assert report.srm.flagged and not report.trustworthy
+    text = format_report(report)
+    head = text.splitlines()[:4]
+    assert head[0].startswith("Experiment ranker-v2: 20,000 users")
+    assert "SAMPLE RATIO MISMATCH" in head[2] and "UNTRUSTWORTHY" in head[3]
+    rows = [
+        line for line in text.splitlines() if line.split()[1:2] in (["ctr"], ["clicker_rate"], ["engagement"])
+    ]
+    assert len(rows) == 3 and all(line.endswith("UNTRUSTWORTHY") for line in rows)
+    assert text.index("SAMPLE RATIO MISMATCH") < text.index("impressions")
+
+    fair = np.where(rng.random(n) < 0.5, "control", "v2")
+    clicks, engagement = rng.binomial(imp, 0.1), rng.exponential(2.0, n)
+    ok = format_report(ExperimentReport.from_arrays(fair, imp, clicks, engagement, arms=["control", "v2"]))
+    assert "MISMATCH" not in ok and "UNTRUSTWORTHY" not in ok and ": ok" in ok.splitlines()[1]
