@@ -200,7 +200,8 @@ def _scale_ms(values: Column, unit: str) -> Column:
         return pc.cast(pc.if_else(finite, scaled, None), pa.int64())
     values = pc.cast(values, pa.int64())
     if unit == "s":
-        values = pc.multiply(pc.max_element_wise(pc.min_element_wise(values, _S_LIMIT), -_S_LIMIT), 1000)
+        clamped = pc.min_element_wise(values, _S_LIMIT, skip_nulls=False)  # a null stays null
+        values = pc.multiply(pc.max_element_wise(clamped, -_S_LIMIT, skip_nulls=False), 1000)
     return values
 
 
