@@ -35,6 +35,7 @@ from funnel.core.errors import NotFoundError, NotTrainedError, ValidationError
 from funnel.core.schema import Interaction
 from funnel.data.lake import Lake
 from funnel.data.tables import to_canonical
+from funnel.events.protocol import LogRecord
 from funnel.events.registry import open_event_log
 from funnel.events.tables import interactions_table
 from funnel.pipeline import Pipeline, RankedList
@@ -171,8 +172,8 @@ class Engine:
         """The live model version, or None before the first training."""
         return self.registry.live()
 
-    def pipeline(self) -> Pipeline:
-        """The serving pipeline of the live model, caught up with the event log."""
+    def pipeline(self, catch_up: bool = True) -> Pipeline:
+        """The serving pipeline of the live model, caught up with the event log unless told not to."""
         live = self.registry.live()
         if live is None:
             raise NotTrainedError(
@@ -182,13 +183,27 @@ class Engine:
             bundle = Bundle.load(self.registry.path(live))
             self._pipeline = Pipeline(bundle, self.registry.path(live))
             self._read_offset = bundle.log_offset
-        end = self.event_log.end_offset
-        if end > self._read_offset:
-            self._pipeline.observe(self._read_records(self._read_offset, end))
-            self._read_offset = end
+        if catch_up:
+            self.catch_up()
         return self._pipeline
 
-    def _to_recs(self, ranked: RankedList, pipeline: Pipeline) -> list[Recommendation]:
+    def catch_up(self) -> list[LogRecord]:
+        """Fold the events logged since the last look into the live pipeline; returns their records.
+
+        Raises ``UnavailableError`` when the event log cannot be read (the pipeline keeps the
+        state it had: stale, but servable).
+        """
+        pipeline = self.pipeline(catch_up=False)
+        end = self.event_log.end_offset
+        if end <= self._read_offset:
+            return []
+        records = self._read_records(self._read_offset, end)
+        pipeline.observe(records)
+        self._read_offset = end
+        return records
+
+    def to_recommendations(self, ranked: RankedList, pipeline: Pipeline) -> list[Recommendation]:
+        """``ranked`` (item indices of ``pipeline``) as recommendations with ids, reasons and titles."""
         bundle = pipeline.bundle
         keys = bundle.items.keys_of(ranked.items)
         titles = bundle.titles.take(ranked.items.astype(np.int64)).to_pylist()
@@ -208,7 +223,7 @@ class Engine:
         """
         _check_k(k)
         pipeline = self.pipeline()
-        return self._to_recs(pipeline.recommend([str(user_id)], k, context or None)[0], pipeline)
+        return self.to_recommendations(pipeline.recommend([str(user_id)], k, context or None)[0], pipeline)
 
     def recommend_batch(
         self, user_ids: Sequence[str], k: int = 10, batch_size: int = 1024
@@ -231,7 +246,7 @@ class Engine:
         index = pipeline.bundle.items.get(str(item_id))
         if index < 0 or index >= pipeline.n_items:
             raise NotFoundError(f"item {item_id!r} is not in the trained catalogue")
-        return self._to_recs(pipeline.similar(index, k), pipeline)
+        return self.to_recommendations(pipeline.similar(index, k), pipeline)
 
 
 def _check_k(k: int) -> None:

@@ -1,0 +1,52 @@
+"""Page cursors: the item ids a client has already been served, packed into an opaque string.
+
+A cursor is stateless (any API worker can continue any client's paging): the served item ids,
+newline-joined, zlib-compressed and URL-safe base64-encoded behind a format prefix. The next page
+excludes every id in it, so paging never repeats an item even when the ranking moves between
+calls (a new interaction, a retrained model).
+
+Example:
+    >>> c = encode_cursor(["i1", "i2"])
+    >>> decode_cursor(c)
+    ['i1', 'i2']
+    >>> decode_cursor("garbage")
+    Traceback (most recent call last):
+    ...
+    funnel.core.errors.ValidationError: cursor: is not a cursor this API returned
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from collections.abc import Sequence
+
+from funnel.core.errors import ValidationError
+
+PREFIX = "c1."
+"""Format version of the cursor encoding."""
+MAX_SERVED = 2000
+"""Paging stops after this many items (the cursor would outgrow a URL)."""
+
+
+def encode_cursor(served: Sequence[str]) -> str:
+    """The cursor of a client that has been served ``served`` (in order)."""
+    raw = zlib.compress("\n".join(served).encode(), 9)
+    return PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[str]:
+    """The served ids inside ``cursor``; ``ValidationError`` (field ``cursor``) if it is not one of ours."""
+    if not cursor.startswith(PREFIX):
+        raise ValidationError("is not a cursor this API returned", field="cursor")
+    body = cursor[len(PREFIX) :]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        text = zlib.decompressobj().decompress(raw, 64 * MAX_SERVED * 16).decode()
+    except (binascii.Error, zlib.error, UnicodeDecodeError, ValueError):
+        raise ValidationError("is not a cursor this API returned", field="cursor") from None
+    served = text.split("\n") if text else []
+    if len(served) > MAX_SERVED:
+        raise ValidationError(f"holds more than {MAX_SERVED} served items", field="cursor")
+    return served

@@ -1,0 +1,72 @@
+"""``GET /v1/recommendations``: a page of recommendations for one user in one context."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.exceptions import HTTPException
+
+from funnel.api.auth import grants
+from funnel.api.deps import require, service
+from funnel.api.errors import request_id_of
+from funnel.api.schemas import ErrorOut, RecommendationsOut, RecommendedItem
+from funnel.api.service import RecommendationRequest, RecommendationService, finite_or_none
+
+router = APIRouter(tags=["recommendations"])
+Short = Annotated[str | None, Query(min_length=1, max_length=64)]
+_ERRORS = {
+    401: {"model": ErrorOut},
+    403: {"model": ErrorOut},
+    422: {"model": ErrorOut},
+    503: {"model": ErrorOut},
+}
+
+
+@router.get("/v1/recommendations", response_model=RecommendationsOut, responses=_ERRORS)  # type: ignore[misc]
+def recommendations(
+    request: Request,
+    user_id: Annotated[str, Query(min_length=1, max_length=256)],
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    device: Short = None,
+    surface: Short = None,
+    country: Short = None,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=16_384)] = None,
+    exclude: Annotated[list[str] | None, Query(max_length=1000)] = None,
+    category: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    debug: bool = False,
+    scopes: frozenset[str] = Depends(require("read")),
+    svc: RecommendationService = Depends(service),  # noqa: B008
+) -> RecommendationsOut:
+    """Top ``limit`` items for ``user_id``; unknown users get the cold-start page.
+
+    ``exclude``: item ids never to return (repeat the parameter or comma-separate). ``cursor``:
+    the previous page's ``next_cursor``. ``debug=true`` (admin scope) adds stage timings.
+    """
+    if debug and not grants(scopes, "admin"):
+        raise HTTPException(403, "debug traces need the 'admin' scope")
+    excluded = tuple(x for part in (exclude or []) for x in part.split(",") if x)
+    page = svc.recommend(
+        RecommendationRequest(user_id, limit, device, surface, country, cursor, excluded, category)
+    )
+    items = [
+        RecommendedItem(
+            item_id=r.item_id,
+            score=finite_or_none(r.score),
+            reason=r.reason,
+            reason_code=r.reason_code,
+            title=r.title,
+            propensity=r.propensity,
+        )
+        for r in page.items
+    ]
+    trace = {"timings_ms": page.timings_ms, "breaker": svc.breaker.state} if debug else None
+    return RecommendationsOut(
+        items=items,
+        request_id=request_id_of(request),
+        next_cursor=page.next_cursor,
+        model_version=page.model_version,
+        arm=None,
+        fallback=page.fallback,
+        debug=trace,
+    )

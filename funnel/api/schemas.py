@@ -1,0 +1,148 @@
+"""Request and response bodies of the HTTP API (pydantic models: the OpenAPI spec is built from them).
+
+Bodies are strict (``"1"`` is not a number) and closed (an unknown field is an error naming it),
+so a client's typo is a 422, not a silently dropped field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Id = Annotated[str, Field(min_length=1, max_length=256)]
+ACTIONS = ("click", "view", "watch", "like", "rating", "purchase", "skip", "not_interested", "share", "save")
+Action = Literal[
+    "click", "view", "watch", "like", "rating", "purchase", "skip", "not_interested", "share", "save"
+]
+MAX_BATCH = 1000
+
+
+class Closed(BaseModel):
+    """A strict body that rejects unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class InteractionIn(Closed):
+    """One user action on one item; ``event_id`` makes retries idempotent."""
+
+    event_id: Id | None = None
+    user_id: Id
+    item_id: Id
+    action: Action
+    value: float | None = Field(default=None, allow_inf_nan=False)
+    dwell_ms: Annotated[int, Field(ge=0, le=86_400_000)] | None = None
+    request_id: Id | None = None
+    timestamp: int | None = Field(default=None, description="epoch milliseconds; default: now")
+
+
+InteractionBatch = Annotated[list[InteractionIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class ImpressionIn(Closed):
+    """The page a user was shown: item ids and their positions (0-based), from one request."""
+
+    request_id: Id
+    user_id: Id
+    items_shown: Annotated[list[Id], Field(min_length=1, max_length=1000)]
+    positions: Annotated[list[Annotated[int, Field(ge=0, le=100_000)]], Field(min_length=1, max_length=1000)]
+    propensities: list[Annotated[float, Field(gt=0, le=1)]] | None = None
+    surface: Id | None = None
+    arm: Id | None = None
+    timestamp: int | None = None
+
+
+class Accepted(BaseModel):
+    """What a write call accepted (``duplicates``: events whose ``event_id`` was already logged)."""
+
+    accepted: int
+    duplicates: int = 0
+    request_id: str
+
+
+class ItemIn(Closed):
+    """A catalogue item (``PUT`` replaces the whole item)."""
+
+    title: Annotated[str, Field(max_length=2000)] | None = None
+    description: Annotated[str, Field(max_length=20_000)] | None = None
+    categories: Annotated[list[Id], Field(max_length=100)] = []
+    tags: Annotated[list[Id], Field(max_length=200)] = []
+    creator_id: Id | None = None
+    published_at: int | None = Field(default=None, description="epoch milliseconds")
+    status: Literal["listed", "unlisted"] = "listed"
+    attributes: dict[str, Any] = {}
+
+
+class ItemWithId(ItemIn):
+    """An item in a batch upsert."""
+
+    item_id: Id
+
+
+class ItemBatch(Closed):
+    """``POST /v1/items:batch``."""
+
+    items: Annotated[list[ItemWithId], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class UserIn(Closed):
+    """A user's attributes (country, language, age_bucket, ...)."""
+
+    created_at: int | None = None
+    attributes: dict[str, Annotated[str, Field(max_length=256)]] = {}
+
+
+class RecommendedItem(BaseModel):
+    """One recommended item; ``score`` is null for popularity padding."""
+
+    item_id: str
+    score: float | None
+    reason: str
+    reason_code: str
+    title: str | None = None
+    propensity: float = 1.0
+
+
+class RecommendationsOut(BaseModel):
+    """A page of recommendations; pass ``next_cursor`` back as ``cursor`` for the next page."""
+
+    items: list[RecommendedItem]
+    request_id: str
+    next_cursor: str | None
+    model_version: str | None
+    arm: str | None = None
+    fallback: str | None = None
+    debug: dict[str, Any] | None = None
+
+
+class HistoryEntry(BaseModel):
+    """One past interaction."""
+
+    item_id: str
+    action: str
+    value: float | None
+    timestamp: int
+    source: Literal["lake", "log"]
+
+
+class HistoryOut(BaseModel):
+    """A user's latest interactions, newest first."""
+
+    user_id: str
+    items: list[HistoryEntry]
+
+
+class ErrorBody(BaseModel):
+    """The error part of every 4xx/5xx response."""
+
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every error response: what went wrong and the request id to quote."""
+
+    error: ErrorBody
+    request_id: str

@@ -1,0 +1,408 @@
+"""``RecommendationService``: what the HTTP routes call — an :class:`~funnel.engine.Engine` made servable.
+
+It adds what a request path needs beyond the engine's Python API:
+
+* **Catch-up before every request.** Events logged since the last request (by any worker: the log
+  is shared) are folded into the pipeline, and the entity feed's item and user changes applied,
+  so an interaction shows in the user's very next page and an unlisted item is never returned
+  once its DELETE has returned. When the log or the feed cannot be read, a
+  :class:`~funnel.api.breaker.CircuitBreaker` stops asking for a while and requests are served
+  from the state already held, marked ``fallback="stale_state"``.
+* **Paging and filters.** ``cursor`` (the ids already served: :mod:`funnel.api.cursor`),
+  ``exclude`` and ``category`` filter an over-fetched ranked list; a page short after filtering
+  is topped up from the most popular eligible items.
+* **Degradation.** A failing ranking stage serves the baseline (``fallback="baseline"``); a
+  failing pipeline serves the most popular listed items (``fallback="popular"``).
+* **Thread safety.** FastAPI runs the routes in a thread pool; one lock serialises the mutable
+  pipeline state (catch-up, entity changes, ranking), event appends run outside it.
+
+Example:
+    >>> import tempfile, pyarrow as pa
+    >>> from funnel.engine import Engine
+    >>> eng = Engine(tempfile.mkdtemp())
+    >>> _ = eng.import_interactions(pa.table({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "a"],
+    ...                                      "timestamp": [1_700_000_000, 1_700_000_001, 1_700_000_002]}))
+    >>> _ = eng.train(model="pop")
+    >>> svc = RecommendationService(eng)
+    >>> page = svc.recommend(RecommendationRequest("u2", limit=1))
+    >>> [i.item_id for i in page.items], page.fallback
+    (['b'], None)
+    >>> svc.recommend(RecommendationRequest("u2", limit=1, cursor=page.next_cursor)).items
+    []
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from funnel.api.breaker import CircuitBreaker
+from funnel.api.cursor import MAX_SERVED, decode_cursor, encode_cursor
+from funnel.api.entity_feed import EntityChange, EntityFeed, open_entity_feed
+from funnel.api.history import UserHistory
+from funnel.api.metrics import ApiMetrics
+from funnel.core.errors import FunnelError, NotFoundError, UnavailableError, ValidationError
+from funnel.core.schema import Impression, Interaction, Item, User
+from funnel.engine import Engine, Recommendation
+from funnel.pipeline import Pipeline, RankedList
+from funnel.rerank.explanations import POPULAR, Reason
+
+log = logging.getLogger(__name__)
+MAX_FETCH = 1000
+_USER_INPUT = pa.schema([("user_id", pa.string()), ("created_at", pa.int64()), ("attributes", pa.string())])
+_ITEM_INPUT = pa.schema(
+    [
+        ("item_id", pa.string()),
+        ("title", pa.string()),
+        ("description", pa.string()),
+        ("categories", pa.list_(pa.string())),
+        ("tags", pa.list_(pa.string())),
+        ("creator_id", pa.string()),
+        ("published_at", pa.int64()),
+        ("status", pa.string()),
+        ("attributes", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class RecommendationRequest:
+    """One ``GET /v1/recommendations`` call, validated by the route."""
+
+    user_id: str
+    limit: int = 10
+    device: str | None = None
+    surface: str | None = None
+    country: str | None = None
+    cursor: str | None = None
+    exclude: tuple[str, ...] = ()
+    category: str | None = None
+
+
+@dataclass
+class RecommendationPage:
+    """The items of one page and how they were produced."""
+
+    items: list[Recommendation]
+    next_cursor: str | None
+    model_version: str | None
+    fallback: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class RecommendationService:
+    """The engine behind the API; see the module docstring."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        feed: EntityFeed | None = None,
+        metrics: ApiMetrics | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.engine = engine
+        self.feed = feed or open_entity_feed("memory://")
+        self.metrics = metrics or ApiMetrics()
+        self.breaker = breaker or CircuitBreaker("event_log", failures=3, reset_s=2.0)
+        self._lock = threading.RLock()
+        self._feed_pos = ""
+        self._unlisted: set[str] = set()
+        self._relisted: set[str] = set()
+        self._user_attrs: dict[str, dict[str, str]] = {}
+        self._categories: dict[str, np.ndarray] | None = None
+        self._version: str | None = None
+        self.history = UserHistory(engine)
+
+    # ---- state -----------------------------------------------------------------------------
+
+    def _pipeline(self) -> Pipeline:
+        pipeline = self.engine.pipeline(catch_up=False)
+        if self._version != pipeline.bundle.version:
+            self._version, self._categories = pipeline.bundle.version, None
+            self.metrics.model_info.clear()
+            self.metrics.model_info.labels(version=self._version).set(1)
+        return pipeline
+
+    def catch_up(self) -> bool:
+        """Fold new events and entity changes in; False when they could not be read (stale state)."""
+        if not self.breaker.allow():
+            return False
+        started = time.perf_counter()
+        try:
+            with self._lock:
+                self._pipeline()
+                self.engine.catch_up()
+                changes, self._feed_pos = self.feed.read(self._feed_pos)
+                self._apply(changes)
+        except UnavailableError:
+            self.breaker.failure()
+            self.metrics.catch_up_failures.inc()
+            self.metrics.breaker_open.labels(name=self.breaker.name).set(self.breaker.state != "closed")
+            log.warning("event log or entity feed unreachable; serving the state held")
+            return False
+        self.breaker.success()
+        self.metrics.breaker_open.labels(name=self.breaker.name).set(0)
+        self.metrics.stages.labels(stage="catch_up").observe(time.perf_counter() - started)
+        return True
+
+    def _apply(self, changes: Sequence[EntityChange]) -> None:
+        for change in changes:
+            if change.kind == "unlist":
+                self._unlisted.add(change.id)
+                self._relisted.discard(change.id)
+            elif change.kind == "item":
+                if change.data.get("status", "listed") == "listed":
+                    self._unlisted.discard(change.id)
+                    self._relisted.add(change.id)
+                else:
+                    self._unlisted.add(change.id)
+            elif change.kind == "user":
+                attrs = change.data.get("attributes") or {}
+                self._user_attrs[change.id] = {str(k): str(v) for k, v in attrs.items()}
+
+    def ready(self) -> dict[str, bool]:
+        """Readiness per dependency: ``model`` loaded, ``event_log`` and ``entity_feed`` reachable."""
+        out = {"model": self.engine.model_version is not None, "event_log": True, "entity_feed": True}
+        try:
+            _ = self.engine.event_log.end_offset
+        except FunnelError:
+            out["event_log"] = False
+        try:
+            self.feed.read(self._feed_pos)
+        except FunnelError:
+            out["entity_feed"] = False
+        return out
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def recommend(self, request: RecommendationRequest) -> RecommendationPage:
+        """One page of recommendations; see the module docstring."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        fresh = self.catch_up()
+        timings["catch_up"] = (time.perf_counter() - t0) * 1e3
+        served = decode_cursor(request.cursor) if request.cursor else []
+        excluded = set(served) | set(request.exclude)
+        context = {
+            k: v for k, v in (("device", request.device), ("surface", request.surface)) if v is not None
+        }
+        segments = {**self._user_attrs.get(request.user_id, {})}
+        if request.country is not None:
+            segments["country"] = request.country
+        t1 = time.perf_counter()
+        with self._lock:
+            pipeline = self._pipeline()
+            fetch = min(MAX_FETCH, (request.limit + len(excluded)) * (4 if request.category else 1))
+            try:
+                ranked = pipeline.recommend([request.user_id], fetch, segments or None)[0]
+            except Exception:
+                log.exception("pipeline failed; serving popular items")
+                ranked = RankedList(pipeline.popular(fetch), np.zeros(0), [], fallback="popular")
+                ranked.scores = pipeline.bundle.popularity[ranked.items].astype(np.float32)
+                ranked.reasons = [None] * len(ranked.items)  # type: ignore[list-item]
+            recs = self._filter(pipeline, ranked, excluded, request)
+            if len(recs) < request.limit:
+                recs += self._top_up(pipeline, excluded | {r.item_id for r in recs}, request, len(recs))
+        timings["pipeline"] = (time.perf_counter() - t1) * 1e3
+        del context  # device and surface are request context: logged with impressions, not yet features
+        recs = recs[: request.limit]
+        fallback = ranked.fallback if fresh else (ranked.fallback or "stale_state")
+        if fallback:
+            self.metrics.fallbacks.labels(kind=fallback).inc()
+        self.metrics.stages.labels(stage="pipeline").observe(timings["pipeline"] / 1e3)
+        now_served = served + [r.item_id for r in recs]
+        more = len(recs) == request.limit and len(now_served) + request.limit <= MAX_SERVED
+        return RecommendationPage(
+            recs, encode_cursor(now_served) if more else None, self._version, fallback, timings
+        )
+
+    def _filter(
+        self, pipeline: Pipeline, ranked: RankedList, excluded: set[str], request: RecommendationRequest
+    ) -> list[Recommendation]:
+        keep = np.ones(len(ranked.items), dtype=bool)
+        if request.category is not None:
+            keep &= np.isin(ranked.items, self._category_items(pipeline, request.category))
+        keys = pipeline.bundle.items.keys_of(ranked.items)
+        bad = excluded | self._unlisted
+        if bad:
+            keep &= np.array([k not in bad for k in keys], dtype=bool)
+        recs = self.engine.to_recommendations(ranked, pipeline)
+        return [r for r, ok in zip(recs, keep.tolist(), strict=True) if ok]
+
+    def _top_up(
+        self, pipeline: Pipeline, taken: set[str], request: RecommendationRequest, have: int
+    ) -> list[Recommendation]:
+        pool = pipeline.popular(pipeline.n_items)
+        if request.category is not None:
+            pool = pool[np.isin(pool, self._category_items(pipeline, request.category))]
+        seen = pipeline.history_rows([request.user_id]).indices
+        pool = pool[~np.isin(pool, seen)][: 4 * (request.limit - have) + len(taken) + len(self._unlisted)]
+        keys = pipeline.bundle.items.keys_of(pool)
+        bad = taken | self._unlisted
+        chosen = [i for i, key in zip(pool.tolist(), keys, strict=True) if key not in bad]
+        chosen = chosen[: request.limit - have]
+        items = np.asarray(chosen, dtype=np.int64)
+        page = RankedList(items, pipeline.bundle.popularity[items].astype(np.float32), [])
+        page.reasons = [Reason("Popular now", POPULAR)] * len(items)
+        return self.engine.to_recommendations(page, pipeline)
+
+    def _category_items(self, pipeline: Pipeline, category: str) -> np.ndarray:
+        if self._categories is None:
+            self._categories = _items_by_category(self.engine, pipeline)
+        return self._categories.get(category, np.zeros(0, dtype=np.int64))
+
+    def similar(self, item_id: str, limit: int) -> list[Recommendation]:
+        """Items similar to ``item_id`` (404 when it is not in the trained catalogue)."""
+        self.catch_up()
+        if item_id in self._unlisted:
+            raise NotFoundError(f"item {item_id!r} is unlisted")
+        with self._lock:
+            recs = self.engine.similar_items(item_id, min(MAX_FETCH, limit + len(self._unlisted)))
+        return [r for r in recs if r.item_id not in self._unlisted][:limit]
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    def log_interactions(self, events: list[dict[str, Any]]) -> tuple[int, int]:
+        """Validate every event, then append all durably; returns (accepted, duplicates)."""
+        now = _now_ms()
+        parsed = []
+        for row, event in enumerate(events, start=1):
+            data = {**event, "type": event.get("action"), "timestamp": event.get("timestamp") or now}
+            context = {}
+            if event.get("dwell_ms") is not None:
+                context["dwell_ms"] = str(event["dwell_ms"])
+            data["context"] = context
+            parsed.append(Interaction.from_dict(data, row=row if len(events) > 1 else None))
+        end = self.engine.event_log.end_offset
+        offsets = np.asarray(self.engine.event_log.append(parsed))
+        duplicates = int((offsets < end).sum())
+        self.metrics.events.labels(kind="interaction").inc(len(parsed) - duplicates)
+        self.metrics.duplicates.inc(duplicates)
+        return len(parsed) - duplicates, duplicates
+
+    def log_impression(self, data: dict[str, Any]) -> None:
+        """Append one served page's impression durably."""
+        shown, positions = data["items_shown"], data["positions"]
+        if len(shown) != len(positions):
+            raise ValidationError(
+                f"has {len(positions)} entries but items_shown has {len(shown)}", field="positions"
+            )
+        event = Impression.from_dict(
+            {
+                "request_id": data["request_id"],
+                "user_id": data["user_id"],
+                "item_ids": shown,
+                "positions": positions,
+                "timestamp": data.get("timestamp") or _now_ms(),
+                "surface": data.get("surface"),
+                "arm": data.get("arm"),
+                "propensities": data.get("propensities"),
+            }
+        )
+        self.engine.event_log.append([event])
+        self.metrics.events.labels(kind="impression").inc()
+
+    def upsert_items(self, items: list[dict[str, Any]]) -> int:
+        """Write items to the lake and the entity feed (validated as a whole first)."""
+        parsed = [Item.from_dict(item, row=i + 1 if len(items) > 1 else None) for i, item in enumerate(items)]
+        rows = [
+            {
+                "item_id": it.item_id,
+                "title": it.title,
+                "description": it.description,
+                "categories": list(it.categories),
+                "tags": list(it.tags),
+                "creator_id": it.creator_id,
+                "published_at": it.published_at,
+                "status": it.status,
+                "attributes": json.dumps(it.attributes),
+            }
+            for it in parsed
+        ]
+        self.engine.import_items(pa.Table.from_pylist(rows, schema=_ITEM_INPUT))
+        self.feed.append([EntityChange("item", r["item_id"], {"status": r["status"]}) for r in rows])
+        self.catch_up()
+        return len(rows)
+
+    def unlist(self, item_id: str) -> None:
+        """Unlist ``item_id``: durable in the lake and, once this returns, never recommended again."""
+        known = self._known_item(item_id)
+        if not known:
+            raise NotFoundError(f"item {item_id!r} is not in the catalogue")
+        current = _current_item(self.engine, item_id)
+        if current is not None:
+            self.engine.import_items(
+                current.set_column(current.schema.get_field_index("status"), "status", pa.array(["unlisted"]))
+            )
+        self.feed.append([EntityChange("unlist", item_id)])
+        with self._lock:
+            self._unlisted.add(item_id)
+        self.catch_up()
+
+    def _known_item(self, item_id: str) -> bool:
+        if item_id in self._relisted:
+            return True
+        try:
+            return self._pipeline().bundle.items.get(item_id) >= 0
+        except FunnelError:
+            return False
+
+    def upsert_user(self, user_id: str, data: dict[str, Any]) -> None:
+        """Write a user's attributes to the lake and the entity feed; the next page uses them."""
+        user = User.from_dict({**data, "user_id": user_id})
+        row = {
+            "user_id": user.user_id,
+            "created_at": user.created_at,
+            "attributes": json.dumps(user.attributes),
+        }
+        self.engine.import_users(pa.Table.from_pylist([row], schema=_USER_INPUT))
+        self.feed.append([EntityChange("user", user_id, {"attributes": user.attributes})])
+        self.catch_up()
+
+
+def _items_by_category(engine: Engine, pipeline: Pipeline) -> dict[str, np.ndarray]:
+    """Category name -> the pipeline's item indices in it (from the lake's catalogue)."""
+    items = engine.lake.read("items", columns=["item_id", "categories"])
+    if not items.num_rows:
+        return {}
+    idx = pipeline.bundle.items.lookup(items.column("item_id"))
+    cats = items.column("categories").combine_chunks()
+    names = np.asarray(pc.list_flatten(cats).to_pylist(), dtype=object)
+    owners = idx[np.asarray(pc.list_parent_indices(cats))]
+    ok = (owners >= 0) & (owners < pipeline.n_items)
+    out: dict[str, list[int]] = {}
+    for name, owner in zip(names[ok].tolist(), owners[ok].tolist(), strict=True):
+        out.setdefault(name, []).append(owner)
+    return {name: np.asarray(sorted(set(v)), dtype=np.int64) for name, v in out.items()}
+
+
+def _current_item(engine: Engine, item_id: str) -> pa.Table | None:
+    """The lake's latest row of ``item_id`` (one-row ``ITEMS`` table), or None."""
+    import pyarrow.dataset as ds
+
+    from funnel.core.schema import ITEMS
+
+    parts = [str(p) for p in engine.lake.parts("items")]
+    if not parts:
+        return None
+    found = ds.dataset(parts, schema=ITEMS, format="parquet").to_table(filter=pc.field("item_id") == item_id)
+    return found.slice(found.num_rows - 1) if found.num_rows else None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def finite_or_none(x: float) -> float | None:
+    """JSON has no infinities: padding items (score ``-inf``) get ``None``."""
+    return x if math.isfinite(x) else None
