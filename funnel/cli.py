@@ -301,6 +301,60 @@ def demo(
     run_demo(data_dir, users, items, interactions, seed, console)
 
 
+@app.command()
+def serve(
+    data_dir: DataDir = DEFAULT_DIR,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="uvicorn processes (>1 needs --redis).")] = 1,
+    redis: Annotated[
+        str | None, typer.Option(help="redis://host:port/db: event log + entity feed on Redis.")
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="Redis stream name prefix.")] = "funnel",
+    api_keys: Annotated[
+        Path | None, typer.Option("--api-keys", help='JSON file {"<key>": ["read","write","admin"]}.')
+    ] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Embedded mode without the retrain thread.")
+    ] = False,
+) -> None:
+    """Serve the HTTP API (embedded without --redis: one process running the worker too)."""
+    from funnel.api.server import ServeConfig
+    from funnel.api.server import serve as run
+
+    run(ServeConfig(data_dir, redis, prefix, workers, api_keys, not no_worker), host, port)
+
+
+@app.command()
+def worker(
+    data_dir: DataDir = DEFAULT_DIR,
+    redis: Annotated[str | None, typer.Option(help="redis://host:port/db of the served event log.")] = None,
+    prefix: Annotated[str, typer.Option(help="Redis stream name prefix.")] = "funnel",
+    retrain_events: Annotated[int, typer.Option(min=1, help="Retrain after this many new events.")] = 10_000,
+    retrain_interval: Annotated[
+        float | None, typer.Option(min=1, help="Also retrain every this many seconds (with new events).")
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="One step, then exit.")] = False,
+) -> None:
+    """Consume the event log and retrain on schedule (run beside `funnel serve --redis`)."""
+    import threading
+
+    from funnel.api.server import ServeConfig
+    from funnel.api.worker import Worker
+    from funnel.engine import Engine
+
+    config = ServeConfig(data_dir, redis, prefix)
+    w = Worker(Engine(data_dir, event_log_url=config.event_log_url()), retrain_events, retrain_interval)
+    if once:
+        console.print(w.run_once())
+        return
+    stop = threading.Event()
+    try:
+        w.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
 def main() -> None:
     """Console entry point: run the app, mapping funnel errors to one line and an exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

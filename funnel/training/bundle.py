@@ -83,6 +83,11 @@ class Bundle:
             },
         )
 
+    @staticmethod
+    def read_log_offset(folder: str | Path) -> int:
+        """The event-log offset a saved bundle's data ends at (from its manifest only)."""
+        return int(read_manifest(Path(folder)).get("log_offset", 0))
+
     @classmethod
     def load(cls, folder: str | Path) -> Bundle:
         """Read a bundle written by :meth:`save`, checking its format version."""
