@@ -97,6 +97,10 @@ class RedisEntityFeed:
 
     def append(self, changes: Sequence[EntityChange]) -> str:
         """See :class:`EntityFeed`."""
+        if not changes:  # the current end ("" would mean "from the start": a reader re-applies all)
+            with unavailable(f"entity feed {self.stream!r}"):
+                last = self._r.xrevrange(self.stream, max="+", min="-", count=1)
+            return last[0][0].decode() if last else ""
         with unavailable(f"entity feed {self.stream!r}"):
             pipe = self._r.pipeline(transaction=True)
             for change in changes:
