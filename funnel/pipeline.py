@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from funnel.core.interactions import Interactions
@@ -89,6 +91,37 @@ class Pipeline:
             if 0 <= item < self.n_items:
                 self._fresh[user].add(item)
 
+    def add_items(self, items: pa.Table) -> np.ndarray:
+        """Serve catalogue rows ``items`` (``ITEMS`` columns) whose ids are new; returns their indices.
+
+        Ids already in the catalogue are skipped (their updates wait for the next training). The
+        baseline model still knows only its training catalogue; the ranking pipeline's content,
+        two-tower and new-item sources index the new items at once, so they are retrievable
+        before any retraining. Listed rows become recommendable; unlisted ones are kept out.
+        """
+        ids = items.column("item_id").to_pylist()
+        fresh = [i for i, key in enumerate(ids) if self.bundle.items.get(key) < 0]
+        if not fresh:
+            return np.zeros(0, np.int64)
+        rows = items.take(pa.array(fresh))
+        b = self.bundle
+        if len(b.items) != self.n_items:
+            raise ValueError(f"the bundle maps {len(b.items)} item ids for {self.n_items} columns")
+        indices = b.items.add_many(rows.column("item_id"))
+        listed = pc.fill_null(pc.not_equal(rows.column("status"), "unlisted"), True)
+        n, listed_new = self.n_items, listed.to_numpy(zero_copy_only=False).astype(bool)
+        b.listed = np.concatenate([b.listed[:n], listed_new])
+        b.popularity = np.concatenate([b.popularity[:n], np.zeros(len(fresh), b.popularity.dtype)])
+        titles = rows.column("title").combine_chunks().cast(pa.string())
+        b.titles = pa.concat_arrays([b.titles.cast(pa.string()), titles])
+        self.n_items += len(fresh)
+        b.history = sp.csr_matrix(
+            (b.history.data, b.history.indices, b.history.indptr), shape=(b.history.shape[0], self.n_items)
+        )
+        if self.ranking is not None:
+            self.ranking.add_items(rows, indices)
+        return indices
+
     def history_rows(self, user_ids: list[str]) -> sp.csr_matrix:
         """Binary history rows (training + fresh) for ``user_ids``; unknown users give empty rows."""
         idx = self.bundle.users.lookup(user_ids)
@@ -140,6 +173,7 @@ class Pipeline:
         return out
 
     def _baseline(self, user_ids: list[str], rows: sp.csr_matrix, k: int) -> list[RankedList]:
+        rows = rows[:, : self._unlisted_row.shape[1]]  # the model knows its training catalogue only
         exclude = rows + sp.csr_matrix(np.ones((len(user_ids), 1), dtype=np.float32)) @ self._unlisted_row
         items, scores = self.bundle.model.recommend(rows, k, exclude=sp.csr_matrix(exclude))
         out = []

@@ -53,6 +53,7 @@ from funnel.api.history import UserHistory
 from funnel.api.metrics import ApiMetrics
 from funnel.core.errors import FunnelError, NotFoundError, UnavailableError, ValidationError
 from funnel.core.schema import Impression, Interaction, Item, User
+from funnel.data.tables import to_canonical
 from funnel.engine import Engine, Recommendation
 from funnel.pipeline import Pipeline, RankedList
 from funnel.rerank.explanations import POPULAR, Reason
@@ -156,6 +157,9 @@ class RecommendationService:
         return True
 
     def _apply(self, changes: Sequence[EntityChange]) -> None:
+        new_rows = [c.data["row"] for c in changes if c.kind == "item" and "row" in c.data]
+        if new_rows:
+            self._add_items(new_rows)
         for change in changes:
             if change.kind == "unlist":
                 self._unlisted.add(change.id)
@@ -169,6 +173,16 @@ class RecommendationService:
             elif change.kind == "user":
                 attrs = change.data.get("attributes") or {}
                 self._user_attrs[change.id] = {str(k): str(v) for k, v in attrs.items()}
+
+    def _add_items(self, rows: list[dict[str, Any]]) -> None:
+        """Make new catalogue items retrievable now (content embedding, ANN index); see Pipeline.add_items."""
+        latest = {r["item_id"]: r for r in rows}
+        table = to_canonical("items", pa.Table.from_pylist(list(latest.values()), schema=_ITEM_INPUT))
+        t = time.perf_counter()
+        added = self._pipeline().add_items(table)
+        if len(added):
+            self._categories = None
+            self.metrics.stages.labels(stage="add_items").observe(time.perf_counter() - t)
 
     def ready(self) -> dict[str, bool]:
         """Readiness per dependency: ``model`` loaded, ``event_log`` and ``entity_feed`` reachable."""
@@ -330,7 +344,8 @@ class RecommendationService:
             for it in parsed
         ]
         self.engine.import_items(pa.Table.from_pylist(rows, schema=_ITEM_INPUT))
-        self.feed.append([EntityChange("item", r["item_id"], {"status": r["status"]}) for r in rows])
+        changes = [EntityChange("item", r["item_id"], {"status": r["status"], "row": r}) for r in rows]
+        self.feed.append(changes)
         self.catch_up()
         return len(rows)
 

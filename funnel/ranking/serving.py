@@ -34,6 +34,7 @@ from funnel.features.online.memory import MemoryOnlineStore
 from funnel.features.online.protocol import feature_key
 from funnel.features.serving import FeatureServer
 from funnel.features.streaming import Catalog, EventFeaturizer, event_id, read_recent
+from funnel.ranking.features import ItemStatics
 from funnel.ranking.model import RankingPipeline
 from funnel.rerank.config import RerankConfig
 from funnel.rerank.context import Page, PageRequest, Slate, UserContext
@@ -71,6 +72,7 @@ class RankingServer:
         seed: int = 0,
     ) -> None:
         self.pipeline, self.store, self.now_ms, self.seed = pipeline, store, int(now_ms), seed
+        self.items = items
         self.catalog = Catalog.from_items(items)
         self.features = FeatureServer(store, self.catalog)
         self.featurizer = EventFeaturizer(self.catalog)
@@ -90,6 +92,39 @@ class RankingServer:
         store = MemoryOnlineStore()
         materialize(OfflineStore(folder / FEATURES_DIR, items), store, now=now_ms, progress=False)
         return cls(pipeline, items, users, store, now_ms, rerank)
+
+    def add_items(self, items: pa.Table, indices: np.ndarray) -> list[str]:
+        """Serve the new catalogue rows ``items`` (``ITEMS`` columns) as item ``indices`` (appended).
+
+        The sources that can (content, two-tower, new items) index them at once; feature, policy
+        and statics tables grow with them (existing items keep their popularity percentiles, so
+        their features do not move). Returns the sources that took them.
+        """
+        indices = np.asarray(indices, np.int64)
+        st = self.pipeline.statics_
+        n_before = len(st.item_ids)
+        if len(indices) == 0 or indices.min() != n_before or not np.array_equal(
+            indices, np.arange(n_before, n_before + len(indices))
+        ):
+            raise ValueError(f"new items must take indices {n_before}.., got {indices[:3].tolist()}")
+        rows = items.select(self.items.column_names).cast(self.items.schema)
+        self.items = pa.concat_tables([self.items, rows]).combine_chunks()
+        pub = rows.column("published_at").cast(pa.int64()).to_numpy(zero_copy_only=False)
+        grown = ItemStatics(
+            st.item_ids + rows.column("item_id").to_pylist(),
+            np.concatenate([st.popularity, np.zeros(len(indices))]),
+            np.concatenate([st.published_at, np.asarray(pub, dtype=np.float64)]),
+        )
+        grown.percentile[:n_before] = st.percentile
+        grown.percentile[n_before:] = 0.0
+        self.pipeline.statics_ = grown
+        took = self.pipeline.retriever_.add_items(rows, indices, n_before)
+        self.catalog = Catalog.from_items(self.items)
+        self.features = FeatureServer(self.store, self.catalog)
+        self.featurizer = EventFeaturizer(self.catalog)
+        table = ItemPolicyTable.from_catalogue(self.items)
+        self.reranker = ReRanker(self.reranker.config, table, self.reranker.steps)
+        return took
 
     def observe(self, records: Sequence[LogRecord]) -> None:
         """Apply fresh event-log interactions to the online features and the clock.

@@ -52,13 +52,14 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+import pyarrow as pa
 
 from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.errors import NotTrainedError, ValidationError
 from funnel.retrieval.fusion import fuse
 from funnel.retrieval.merge import DEFAULT_TOTAL, MergedCandidates, merge
 from funnel.retrieval.quotas import learn_quotas
-from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
+from funnel.retrieval.source import Candidates, GrowsCatalogue, RetrievalData, RetrievalQuery
 from funnel.retrieval.sources.registry import load_source, make_source
 
 KIND, FORMAT_VERSION = "retriever", 1
@@ -244,13 +245,35 @@ class Retriever:
                 self.last_errors_[name] = f"skipped: the {self.budget_ms} ms budget was spent"
                 out[name] = [Candidates.empty()] * len(query)
                 continue
+            asked = query if isinstance(source, GrowsCatalogue) else query.narrowed(self.fitted_items_)
             try:
-                out[name] = source.retrieve(query, k) if k > 0 else [Candidates.empty()] * len(query)
+                out[name] = source.retrieve(asked, k) if k > 0 else [Candidates.empty()] * len(query)
             except Exception as exc:  # a failing source must not fail the request
                 self.last_errors_[name] = f"{type(exc).__name__}: {exc}"
                 out[name] = [Candidates.empty()] * len(query)
             self.last_seconds_[name] = time.perf_counter() - t
         return out
+
+    @property
+    def fitted_items_(self) -> int:
+        """Items the sources were fitted on (sources without ``add_items`` know no more)."""
+        return getattr(self, "_fitted_items", 1 << 62)
+
+    def add_items(self, items: pa.Table, indices: np.ndarray, n_before: int) -> list[str]:
+        """Index new or updated catalogue rows in every source that can (:class:`GrowsCatalogue`).
+
+        ``n_before``: the catalogue size before the first addition (what the other sources know).
+        Returns the names of the sources that took them.
+        """
+        self._check()
+        if not hasattr(self, "_fitted_items"):
+            self._fitted_items = int(n_before)
+        took = []
+        for name, source in self.sources_.items():
+            if isinstance(source, GrowsCatalogue):
+                source.add_items(items, indices)
+                took.append(name)
+        return took
 
     def retrieve(self, query: RetrievalQuery, total: int | None = None) -> list[MergedCandidates]:
         """Merged candidates of every user of ``query`` (``total`` per user at most)."""

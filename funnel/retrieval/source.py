@@ -91,6 +91,42 @@ class RetrievalQuery:
             self.recent_ms[cut],
         )
 
+    def narrowed(self, n_items: int) -> RetrievalQuery:
+        """The query for a source that knows only items ``0..n_items-1`` (newer items cut out).
+
+        >>> q = RetrievalQuery(["a"], sp.csr_matrix(np.array([[1, 0, 1]], "float32")), [np.array([2, 0])],
+        ...                    [{}], 0, recent_ms=[np.array([9, 8])])
+        >>> n = q.narrowed(2)
+        >>> n.histories.shape, n.recent[0].tolist(), n.recent_ms[0].tolist()
+        ((1, 2), [0], [8])
+        """
+        if self.histories.shape[1] <= n_items:
+            return self
+        keep = [r < n_items for r in self.recent]
+        return RetrievalQuery(
+            self.user_ids,
+            self.histories.tocsr()[:, :n_items],
+            [r[k] for r, k in zip(self.recent, keep, strict=True)],
+            self.segments,
+            self.now_ms,
+            [i[i < n_items] for i in self.interests],
+            self.interest_categories,
+            [t[k] if len(t) == len(k) else t for t, k in zip(self.recent_ms, keep, strict=False)],
+        )
+
+
+@runtime_checkable
+class GrowsCatalogue(Protocol):
+    """Optional capability of a source: take new catalogue items without refitting.
+
+    Sources without it are asked with :meth:`RetrievalQuery.narrowed` queries (the catalogue
+    they were fitted on) until the next training.
+    """
+
+    def add_items(self, items: pa.Table, indices: np.ndarray) -> None:
+        """Index catalogue rows ``items`` as item ``indices`` (new, or updated)."""
+        ...
+
 
 @dataclass
 class Candidates:

@@ -84,6 +84,29 @@ class NewItemsSource(BaseSource):
         self.n_items_ = data.X.shape[1]
         return self
 
+    def add_items(self, items: pa.Table, indices: np.ndarray) -> None:
+        """Take catalogue rows ``items`` (as item ``indices``) into the fitted order without refitting.
+
+        Listed rows with a ``published_at`` join the ranking with no engagement yet; a row for an
+        item already ranked replaces it (an unlisted update removes it).
+        """
+        self._check()
+        indices = np.asarray(indices, np.int64)
+        published = published_ms(items)
+        listed = np.ones(items.num_rows, dtype=bool)
+        if "status" in items.column_names:
+            listed = np.asarray(pc.fill_null(pc.not_equal(items.column("status"), "unlisted"), True))
+        old = ~np.isin(self.items_, indices)
+        add = listed & (published > np.iinfo(np.int64).min)
+        ids = np.concatenate([self.items_[old], indices[add]]).astype(np.int32)
+        pub = np.concatenate([self.published_[old], published[add]])
+        eng = np.concatenate([self.engagement_[old], np.zeros(int(add.sum()), np.int64)])
+        window = self.window_days * DAY_MS
+        key = pub / window + (np.log1p(eng) if self.rank_by == "engagement" else 0.0)
+        order = np.lexsort((-pub, -key))
+        self.items_, self.published_, self.engagement_ = ids[order], pub[order], eng[order]
+        self.n_items_ = max(self.n_items_, int(indices.max(initial=-1)) + 1)
+
     def ranking(self, now_ms: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Items new at ``now_ms``, best first, and their scores (no sort: the order is fitted).
 
