@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from funnel.core.interactions import Interactions
 from funnel.events.protocol import LogRecord
 from funnel.events.tables import interactions_table
+from funnel.ranking.features import Context
 from funnel.ranking.serving import RankingServer
 from funnel.rerank.explanations import (
     BECAUSE_YOU_WATCHED,
@@ -140,7 +141,11 @@ class Pipeline:
         return out
 
     def recommend(
-        self, user_ids: list[str], k: int, segments: dict[str, str] | None = None
+        self,
+        user_ids: list[str],
+        k: int,
+        segments: dict[str, str] | None = None,
+        context: Context | None = None,
     ) -> list[RankedList]:
         """Top-``k`` for each user, seen and unlisted items excluded, with reasons.
 
@@ -151,7 +156,7 @@ class Pipeline:
         rows = self.history_rows(user_ids)
         if self.ranking is not None:
             try:
-                return self._ranked(user_ids, rows, k, segments)
+                return self._ranked(user_ids, rows, k, segments, context)
             except Exception:  # the baseline is the fallback of the full pipeline
                 log.exception("ranking pipeline failed; serving the baseline")
                 return [
@@ -161,15 +166,21 @@ class Pipeline:
         return self._baseline(user_ids, rows, k)
 
     def _ranked(
-        self, user_ids: list[str], rows: sp.csr_matrix, k: int, segments: dict[str, str] | None
+        self,
+        user_ids: list[str],
+        rows: sp.csr_matrix,
+        k: int,
+        segments: dict[str, str] | None,
+        context: Context | None = None,
     ) -> list[RankedList]:
         assert self.ranking is not None
         out = []
-        for page in self.ranking.recommend(user_ids, rows, k, segments):
+        for page in self.ranking.recommend(user_ids, rows, k, segments, context):
             listed = self.bundle.listed[page.items]
             reasons = [x for x, ok in zip(page.reasons, listed.tolist(), strict=True) if ok]
             scores = page.scores[listed].astype(np.float32)
-            out.append(RankedList(page.items[listed], scores, reasons, propensity=page.propensity[listed]))
+            propensity = page.propensity[listed]
+            out.append(RankedList(page.items[listed], scores, reasons, page.fallback, propensity))
         return out
 
     def _baseline(self, user_ids: list[str], rows: sp.csr_matrix, k: int) -> list[RankedList]:

@@ -56,6 +56,7 @@ from funnel.core.schema import Impression, Interaction, Item, User
 from funnel.data.tables import to_canonical
 from funnel.engine import Engine, Recommendation
 from funnel.pipeline import Pipeline, RankedList
+from funnel.ranking.features import Context
 from funnel.rerank.explanations import POPULAR, Reason
 
 log = logging.getLogger(__name__)
@@ -207,9 +208,7 @@ class RecommendationService:
         timings["catch_up"] = (time.perf_counter() - t0) * 1e3
         served = decode_cursor(request.cursor) if request.cursor else []
         excluded = set(served) | set(request.exclude)
-        context = {
-            k: v for k, v in (("device", request.device), ("surface", request.surface)) if v is not None
-        }
+        context = Context(device=request.device or "", surface=request.surface or "")
         segments = {**self._user_attrs.get(request.user_id, {})}
         if request.country is not None:
             segments["country"] = request.country
@@ -218,17 +217,16 @@ class RecommendationService:
             pipeline = self._pipeline()
             fetch = min(MAX_FETCH, (request.limit + len(excluded)) * (4 if request.category else 1))
             try:
-                ranked = pipeline.recommend([request.user_id], fetch, segments or None)[0]
+                ranked = pipeline.recommend([request.user_id], fetch, segments or None, context)[0]
             except Exception:
                 log.exception("pipeline failed; serving popular items")
-                ranked = RankedList(pipeline.popular(fetch), np.zeros(0), [], fallback="popular")
-                ranked.scores = pipeline.bundle.popularity[ranked.items].astype(np.float32)
-                ranked.reasons = [None] * len(ranked.items)  # type: ignore[list-item]
+                items = pipeline.popular(fetch)
+                scores = pipeline.bundle.popularity[items].astype(np.float32)
+                ranked = RankedList(items, scores, [Reason("Popular now", POPULAR)] * len(items), "popular")
             recs = self._filter(pipeline, ranked, excluded, request)
             if len(recs) < request.limit:
                 recs += self._top_up(pipeline, excluded | {r.item_id for r in recs}, request, len(recs))
         timings["pipeline"] = (time.perf_counter() - t1) * 1e3
-        del context  # device and surface are request context: logged with impressions, not yet features
         recs = recs[: request.limit]
         fallback = ranked.fallback if fresh else (ranked.fallback or "stale_state")
         if fallback:

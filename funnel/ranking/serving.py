@@ -18,6 +18,7 @@ Example: see :class:`funnel.engine.Engine`, which trains and serves it.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,7 +35,7 @@ from funnel.features.online.memory import MemoryOnlineStore
 from funnel.features.online.protocol import feature_key
 from funnel.features.serving import FeatureServer
 from funnel.features.streaming import Catalog, EventFeaturizer, event_id, read_recent
-from funnel.ranking.features import ItemStatics
+from funnel.ranking.features import Context, ItemStatics
 from funnel.ranking.model import RankingPipeline
 from funnel.rerank.config import RerankConfig
 from funnel.rerank.context import Page, PageRequest, Slate, UserContext
@@ -45,6 +46,7 @@ from funnel.retrieval.quotas import SEGMENT_FIELDS
 from funnel.retrieval.source import RetrievalQuery
 from funnel.retrieval.sources.common import user_attributes
 
+log = logging.getLogger(__name__)
 FEATURES_DIR, ITEMS_FILE, USERS_FILE = "features", "catalogue.parquet", "users.parquet"
 
 
@@ -159,20 +161,30 @@ class RankingServer:
         histories: sp.csr_matrix,
         k: int,
         segments: Mapping[str, str] | None = None,
+        context: Context | None = None,
     ) -> list[Page]:
         """A re-ranked page of ``k`` items per user (``histories``: their current positive items).
 
-        ``segments`` (e.g. the request's ``country``) override the users' stored attributes. A
-        page the policy leaves short is topped up from the most popular items, re-ranked with
-        the same filters (so padding never breaks a hard policy); it can still be short when
-        too few items are eligible at all.
+        ``segments`` (e.g. the request's ``country``) override the users' stored attributes;
+        ``context`` (device, surface) feeds the ranker's context features. A page the policy
+        leaves short is topped up from the most popular items, re-ranked with the same filters
+        (so padding never breaks a hard policy); it can still be short when too few items are
+        eligible at all. Should ranking fail (features unreadable, a broken model), the pages keep
+        the retrieval order and say ``fallback="retrieval_order"``.
         """
         user_ids = list(user_ids)
         H = histories.tocsr()
         segments = [{**s, **(segments or {})} for s in self._segments(user_ids)]
         query = RetrievalQuery(user_ids, H, self._recent(user_ids), segments, self.now_ms)
         pages = []
-        for r, (merged, scores) in enumerate(self.pipeline.rank(query, self.features)):
+        fallback = None
+        try:
+            ranked = self.pipeline.rank(query, self.features, [context] * len(user_ids) if context else None)
+        except Exception:  # the retrieval order is the ranker's fallback
+            log.exception("ranking failed; serving the retrieval order")
+            fallback = "retrieval_order"
+            ranked = [(m, -np.arange(len(m), dtype=np.float64)) for m in self.pipeline.retrieve(query)]
+        for r, (merged, scores) in enumerate(ranked):
             seen = H.indices[H.indptr[r] : H.indptr[r + 1]].astype(np.int64)
             user = UserContext(
                 seen=seen,
@@ -185,6 +197,7 @@ class RankingServer:
             page = self.reranker.rerank(slate, user, PageRequest(k=k, now_ms=self.now_ms), rng)
             if len(page) < k:
                 page = self._top_up(page, user, k, rng)
+            page.fallback = fallback
             pages.append(page)
         return pages
 

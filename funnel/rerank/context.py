@@ -163,7 +163,8 @@ class Page:
         scores: the adjusted scores; reasons: a :class:`~funnel.rerank.explanations.Reason` per item;
         propensity: ``float [m]`` probability that the policy put this item at this position given
             the items above it (for off-policy evaluation; log it with the impression);
-        explored / sponsored: ``bool [m]`` flags; trace: one :class:`StepTrace` per step, in order.
+        explored / sponsored: ``bool [m]`` flags; trace: one :class:`StepTrace` per step, in order;
+        fallback: set by the serving path when an earlier stage degraded (e.g. ``retrieval_order``).
     """
 
     items: np.ndarray
@@ -173,6 +174,7 @@ class Page:
     explored: np.ndarray
     sponsored: np.ndarray
     trace: list[StepTrace]
+    fallback: str | None = None
 
     def __len__(self) -> int:
         return len(self.items)
