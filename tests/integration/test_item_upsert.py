@@ -89,7 +89,8 @@ def test_adding_an_unlisted_item_changes_no_page(default_engine: Engine) -> None
     users = DATA.users.column("user_id").to_pylist()[10:16]
 
     def pages() -> list[list[tuple[str, float]]]:
-        return [[(r.item_id, r.score) for r in svc.recommend(RecommendationRequest(u, 10)).items] for u in users]
+        pages = [svc.recommend(RecommendationRequest(u, 10)) for u in users]
+        return [[(r.item_id, r.score) for r in page.items] for page in pages]
 
     before = pages()
     n_before = default_engine.pipeline().n_items
