@@ -64,9 +64,20 @@ class Recommendation:
 
 
 class Engine:
-    """A recommender over one data directory; see the module docstring for an example."""
+    """A recommender over one data directory; see the module docstring for an example.
 
-    def __init__(self, data_dir: str | Path = "./funnel-data", *, event_log_url: str | None = None) -> None:
+    ``source_deadline_ms``: when set, retrieval sources run concurrently and a source late for
+    this deadline is dropped from that request (the HTTP app sets it; ``None`` keeps in-process
+    results independent of timing).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path = "./funnel-data",
+        *,
+        event_log_url: str | None = None,
+        source_deadline_ms: float | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.lake = Lake(self.data_dir / "lake")
@@ -75,6 +86,7 @@ class Engine:
         self._log: Any = None
         self._pipeline: Pipeline | None = None
         self._read_offset = 0
+        self.source_deadline_ms = source_deadline_ms
 
     # ---- data in -------------------------------------------------------------------------------
 
@@ -172,6 +184,12 @@ class Engine:
         """The live model version, or None before the first training."""
         return self.registry.live()
 
+    def set_source_deadline(self, deadline_ms: float | None) -> None:
+        """Ask retrieval sources concurrently with this per-request deadline (``None``: in turn)."""
+        self.source_deadline_ms = deadline_ms
+        if self._pipeline is not None and self._pipeline.ranking is not None:
+            self._pipeline.ranking.pipeline.retriever_.deadline_ms = deadline_ms
+
     def pipeline(self, catch_up: bool = True) -> Pipeline:
         """The serving pipeline of the live model, caught up with the event log unless told not to."""
         live = self.registry.live()
@@ -182,6 +200,8 @@ class Engine:
         if self._pipeline is None or self._pipeline.bundle.version != live:
             bundle = Bundle.load(self.registry.path(live))
             self._pipeline = Pipeline(bundle, self.registry.path(live))
+            if self._pipeline.ranking is not None and self.source_deadline_ms is not None:
+                self._pipeline.ranking.pipeline.retriever_.deadline_ms = self.source_deadline_ms
             self._read_offset = bundle.log_offset
         if catch_up:
             self.catch_up()

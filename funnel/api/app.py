@@ -33,6 +33,8 @@ class ApiSettings:
     """Limits of the HTTP layer."""
 
     max_body_bytes: int = 2 * 1024 * 1024
+    source_deadline_ms: float | None = 100.0
+    """Per-request deadline of each retrieval source (late ones are dropped and counted)."""
 
 
 def create_app(
@@ -49,6 +51,8 @@ def create_app(
         version="1",
         description="Recommendations, events and catalogue of a funnel engine.",
     )
+    if engine.source_deadline_ms is None:
+        engine.set_source_deadline(settings.source_deadline_ms)
     app.state.metrics = metrics
     app.state.api_keys = api_keys or ApiKeys()
     app.state.service = RecommendationService(engine, feed, metrics)

@@ -45,6 +45,9 @@ class ApiMetrics:
         self.candidates = Counter(
             "funnel_candidates", "Candidates retrieved, by source", ["source"], registry=r
         )
+        self.late_sources = Counter(
+            "funnel_late_sources", "Sources dropped for missing their deadline", ["source"], registry=r
+        )
         self.errors = Counter("funnel_errors", "Error responses, by error code", ["code"], registry=r)
         self.events = Counter("funnel_events", "Events accepted, by kind", ["kind"], registry=r)
         self.duplicates = Counter(

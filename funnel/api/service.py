@@ -61,6 +61,8 @@ from funnel.rerank.explanations import POPULAR, Reason
 
 log = logging.getLogger(__name__)
 MAX_FETCH = 1000
+_STAGE_FALLBACKS = ("popular", "baseline", "retrieval_order")
+"""Fallbacks of a failed serving stage: reported even when the state is stale as well."""
 _USER_INPUT = pa.schema([("user_id", pa.string()), ("created_at", pa.int64()), ("attributes", pa.string())])
 _ITEM_INPUT = pa.schema(
     [
@@ -136,21 +138,32 @@ class RecommendationService:
         return pipeline
 
     def catch_up(self) -> bool:
-        """Fold new events and entity changes in; False when they could not be read (stale state)."""
+        """Fold new events and entity changes in; False when they could not be read (stale state).
+
+        The first store call (the log's end offset) runs outside the lock, so a hung store holds
+        up only the requests asking it (each for at most the client's socket timeout), not every
+        request queued behind the lock. Any failure once the model is loaded counts against the
+        breaker and serves the state held: every call the breaker let through reports back.
+        """
+        with self._lock:
+            self._pipeline()  # no model yet (NotTrainedError) is not a store failure: it propagates
         if not self.breaker.allow():
             return False
         started = time.perf_counter()
         try:
+            _ = self.engine.event_log.end_offset
             with self._lock:
-                self._pipeline()
                 self.engine.catch_up()
                 changes, self._feed_pos = self.feed.read(self._feed_pos)
                 self._apply(changes)
-        except UnavailableError:
+        except Exception as exc:
             self.breaker.failure()
             self.metrics.catch_up_failures.inc()
             self.metrics.breaker_open.labels(name=self.breaker.name).set(self.breaker.state != "closed")
-            log.warning("event log or entity feed unreachable; serving the state held")
+            if isinstance(exc, UnavailableError):
+                log.warning("serving the state held (breaker %s): %s", self.breaker.state, exc)
+            else:
+                log.exception("catch-up failed; serving the state held (breaker %s)", self.breaker.state)
             return False
         self.breaker.success()
         self.metrics.breaker_open.labels(name=self.breaker.name).set(0)
@@ -190,11 +203,11 @@ class RecommendationService:
         out = {"model": self.engine.model_version is not None, "event_log": True, "entity_feed": True}
         try:
             _ = self.engine.event_log.end_offset
-        except FunnelError:
+        except Exception:  # unreachable (UnavailableError) or failing in any other way: not ready
             out["event_log"] = False
         try:
             self.feed.read(self._feed_pos)
-        except FunnelError:
+        except Exception:
             out["entity_feed"] = False
         return out
 
@@ -226,9 +239,11 @@ class RecommendationService:
             recs = self._filter(pipeline, ranked, excluded, request)
             if len(recs) < request.limit:
                 recs += self._top_up(pipeline, excluded | {r.item_id for r in recs}, request, len(recs))
+            self._count_sources(pipeline)
         timings["pipeline"] = (time.perf_counter() - t1) * 1e3
         recs = recs[: request.limit]
-        fallback = ranked.fallback if fresh else (ranked.fallback or "stale_state")
+        # a stale state outranks the normal cold-start path (cold_user); a failed stage says more
+        fallback = ranked.fallback if fresh or ranked.fallback in _STAGE_FALLBACKS else "stale_state"
         if fallback:
             self.metrics.fallbacks.labels(kind=fallback).inc()
         self.metrics.stages.labels(stage="pipeline").observe(timings["pipeline"] / 1e3)
@@ -237,6 +252,16 @@ class RecommendationService:
         return RecommendationPage(
             recs, encode_cursor(now_served) if more else None, self._version, fallback, timings
         )
+
+    def _count_sources(self, pipeline: Pipeline) -> None:
+        if pipeline.ranking is None:
+            return
+        retriever = pipeline.ranking.pipeline.retriever_
+        for name, count in retriever.last_counts_.items():
+            self.metrics.candidates.labels(source=name).inc(count)
+        for name, error in retriever.last_errors_.items():
+            if error.startswith("late"):
+                self.metrics.late_sources.labels(source=name).inc()
 
     def _filter(
         self, pipeline: Pipeline, ranked: RankedList, excluded: set[str], request: RecommendationRequest
@@ -295,8 +320,11 @@ class RecommendationService:
                 context["dwell_ms"] = str(event["dwell_ms"])
             data["context"] = context
             parsed.append(Interaction.from_dict(data, row=row if len(events) > 1 else None))
-        end = self.engine.event_log.end_offset
-        offsets = np.asarray(self.engine.event_log.append(parsed))
+        try:
+            end = self.engine.event_log.end_offset
+            offsets = np.asarray(self.engine.event_log.append(parsed))
+        except UnavailableError as exc:  # 503: the client retries; event_id makes that safe
+            raise UnavailableError(f"interactions not acknowledged, retry them: {exc.message}") from exc
         duplicates = int((offsets < end).sum())
         self.metrics.events.labels(kind="interaction").inc(len(parsed) - duplicates)
         self.metrics.duplicates.inc(duplicates)

@@ -28,8 +28,10 @@ With quotas, each source is asked for ``ceil(overfetch × its largest quota in t
 candidates so that overlap between sources still fills ``total``. A source that raises is dropped
 for that batch (partial results; the error is kept in ``last_errors_``), and with a ``budget_ms``
 the sources still waiting when it is spent are skipped the same way (the sources run one after
-the other; put the cheap, essential ones first). Items with metadata only are retrievable through
-the metadata sources (content / two_tower).
+the other; put the cheap, essential ones first). With ``deadline_ms`` (the serving path) the
+sources run concurrently instead (:mod:`funnel.retrieval.concurrent`) and each that has not
+answered by the deadline is dropped for that batch and counted in ``late_counts_``. Items with
+metadata only are retrievable through the metadata sources (content / two_tower).
 
 Example:
     >>> import pyarrow as pa, scipy.sparse as sp
@@ -45,6 +47,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -56,6 +59,7 @@ import pyarrow as pa
 
 from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.errors import NotTrainedError, ValidationError
+from funnel.retrieval.concurrent import ask_all
 from funnel.retrieval.fusion import fuse
 from funnel.retrieval.merge import DEFAULT_TOTAL, MergedCandidates, merge
 from funnel.retrieval.quotas import learn_quotas
@@ -108,6 +112,8 @@ class Retriever:
         warming_boost: multipliers of ``quotas`` for warming users (default :data:`WARMING_BOOST`).
         budget_ms: time for the sources of one batch; once spent, the sources not yet asked (in
             configuration order) are skipped (``None``: no budget).
+        deadline_ms: ask every source concurrently and drop those late for this deadline
+            (``None``: one after the other, as ``budget_ms`` says).
         learn: with ``quotas="learn"``, keyword arguments of :func:`~funnel.retrieval.quotas.learn_quotas`
             (``protocol``, ``ratio``, ``max_users``, ``block``, ``seed``).
         merge_by: ``"quota"`` (slots per source, union) or ``"fusion"`` (weighted rank fusion; the
@@ -130,6 +136,7 @@ class Retriever:
         budget_ms: float | None = None,
         learn: Mapping[str, Any] | None = None,
         merge_by: str = "quota",
+        deadline_ms: float | None = None,
     ) -> None:
         self.sources = {k: dict(v) for k, v in (sources if sources is not None else DEFAULT_SOURCES).items()}
         if isinstance(quotas, str) and quotas != "learn":
@@ -147,13 +154,16 @@ class Retriever:
         if merge_by not in ("quota", "fusion"):
             raise ValidationError(f'merge_by must be "quota" or "fusion", got {merge_by!r}', field="merge_by")
         self.merge_by = merge_by
+        self.deadline_ms = deadline_ms
         self.last_errors_: dict[str, str] = {}
+        self.late_counts_: dict[str, int] = {}
+        self.last_counts_: dict[str, int] = {}
         self.last_seconds_: dict[str, float] = {}
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments (what :meth:`save` writes)."""
         keys = ("sources", "quotas", "total", "overfetch", "warm_threshold", "cold_quotas", "warming_boost")
-        keys += ("budget_ms", "learn", "merge_by")
+        keys += ("budget_ms", "learn", "merge_by", "deadline_ms")
         return {k: getattr(self, k) for k in keys}
 
     def fit(self, data: RetrievalData) -> Self:
@@ -235,6 +245,8 @@ class Retriever:
         self, query: RetrievalQuery, quotas: list[dict[str, float]], total: int
     ) -> dict[str, list[Candidates]]:
         """Each source's lists for ``query``, asked for its overfetched quota (failures: empty)."""
+        if self.deadline_ms is not None:
+            return self._retrieve_concurrently(query, quotas, total, self.deadline_ms)
         out: dict[str, list[Candidates]] = {}
         self.last_errors_, self.last_seconds_ = {}, {}
         start = time.perf_counter()
@@ -253,6 +265,26 @@ class Retriever:
                 out[name] = [Candidates.empty()] * len(query)
             self.last_seconds_[name] = time.perf_counter() - t
         return out
+
+    def _retrieve_concurrently(
+        self, query: RetrievalQuery, quotas: list[dict[str, float]], total: int, deadline_ms: float
+    ) -> dict[str, list[Candidates]]:
+        """Every source at once in threads; the ones late for ``deadline_ms`` are dropped (counted)."""
+        empty = [Candidates.empty()] * len(query)
+        calls = {}
+        for name, source in self.sources_.items():
+            k = self.fetch_count(max((q[name] for q in quotas), default=0.0), total)
+            if k > 0:
+                asked = query if isinstance(source, GrowsCatalogue) else query.narrowed(self.fitted_items_)
+                calls[name] = functools.partial(source.retrieve, asked, k)
+        start = time.perf_counter()
+        got, late, errors = ask_all(calls, deadline_ms)
+        self.last_seconds_ = {"sources": time.perf_counter() - start}
+        self.last_errors_ = dict(errors)
+        for name in late:
+            self.last_errors_[name] = f"late: dropped at the {deadline_ms:g} ms deadline"
+            self.late_counts_[name] = self.late_counts_.get(name, 0) + 1
+        return {name: got.get(name, empty) for name in self.sources_}
 
     @property
     def fitted_items_(self) -> int:
@@ -280,6 +312,7 @@ class Retriever:
         total = self.total if total is None else total
         quotas = self.user_quotas(query, total)
         per_source = self.retrieve_sources(query, quotas, total)
+        self.last_counts_ = {name: sum(len(c) for c in lists) for name, lists in per_source.items()}
         t = time.perf_counter()
         merged = self.combine(per_source, quotas, total)
         self.last_seconds_["merge"] = time.perf_counter() - t

@@ -58,3 +58,36 @@ def test_a_failing_pipeline_serves_popular_items(engine: Engine, monkeypatch: py
     page = svc.recommend(RecommendationRequest("any-user", limit=5))
     assert page.fallback == "popular"
     assert [r.item_id for r in page.items] == pipeline.bundle.items.keys_of(pipeline.popular(5))
+
+
+def test_a_late_source_is_dropped_and_counted(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from funnel.api.app import ApiSettings, create_app
+
+    server = engine.pipeline().ranking
+    assert server is not None
+    retriever = server.pipeline.retriever_
+    slow = retriever.sources_["trending"]
+    original = slow.retrieve
+
+    def late(*args: object, **kwargs: object) -> object:
+        time.sleep(0.3)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(slow, "retrieve", late)
+    try:
+        client = TestClient(create_app(engine, settings=ApiSettings(source_deadline_ms=50)))
+        user = DATA.users.column("user_id")[7].as_py()
+        r = client.get("/v1/recommendations", params={"user_id": user, "limit": 10})
+        assert r.status_code == 200 and len(r.json()["items"]) == 10
+        assert retriever.last_errors_["trending"].startswith("late")
+        assert "trending" not in retriever.last_counts_ or retriever.last_counts_["trending"] == 0
+        assert retriever.last_counts_["als"] > 0
+        metrics = client.get("/metrics").text
+        assert 'funnel_late_sources_total{source="trending"} 1.0' in metrics
+        assert 'funnel_candidates_total{source="als"}' in metrics
+    finally:
+        engine.set_source_deadline(None)
