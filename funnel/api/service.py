@@ -58,12 +58,16 @@ from funnel.engine import Engine, Recommendation
 from funnel.pipeline import Pipeline, RankedList
 from funnel.ranking.features import Context
 from funnel.rerank.explanations import POPULAR, Reason
+from funnel.rerank.filters import policy_ok
 
 log = logging.getLogger(__name__)
 MAX_FETCH = 1000
 _STAGE_FALLBACKS = ("popular", "baseline", "retrieval_order")
 """Fallbacks of a failed serving stage: reported even when the state is stale as well."""
-_USER_INPUT = pa.schema([("user_id", pa.string()), ("created_at", pa.int64()), ("attributes", pa.string())])
+# epoch ms typed as timestamps: an int column would be read with a guessed unit (below 1e11: seconds)
+_USER_INPUT = pa.schema(
+    [("user_id", pa.string()), ("created_at", pa.timestamp("ms", tz="UTC")), ("attributes", pa.string())]
+)
 _ITEM_INPUT = pa.schema(
     [
         ("item_id", pa.string()),
@@ -72,7 +76,7 @@ _ITEM_INPUT = pa.schema(
         ("categories", pa.list_(pa.string())),
         ("tags", pa.list_(pa.string())),
         ("creator_id", pa.string()),
-        ("published_at", pa.int64()),
+        ("published_at", pa.timestamp("ms", tz="UTC")),
         ("status", pa.string()),
         ("attributes", pa.string()),
     ]
@@ -179,6 +183,7 @@ class RecommendationService:
                 self._unlisted.add(change.id)
                 self._relisted.discard(change.id)
             elif change.kind == "item":
+                self._categories = None  # the item's categories may have changed
                 if change.data.get("status", "listed") == "listed":
                     self._unlisted.discard(change.id)
                     self._relisted.add(change.id)
@@ -236,9 +241,10 @@ class RecommendationService:
                 items = pipeline.popular(fetch)
                 scores = pipeline.bundle.popularity[items].astype(np.float32)
                 ranked = RankedList(items, scores, [Reason("Popular now", POPULAR)] * len(items), "popular")
-            recs = self._filter(pipeline, ranked, excluded, request)
+            recs = self._filter(pipeline, ranked, excluded, request, segments)
             if len(recs) < request.limit:
-                recs += self._top_up(pipeline, excluded | {r.item_id for r in recs}, request, len(recs))
+                taken = excluded | {r.item_id for r in recs}
+                recs += self._top_up(pipeline, taken, request, len(recs), segments)
             self._count_sources(pipeline)
         timings["pipeline"] = (time.perf_counter() - t1) * 1e3
         recs = recs[: request.limit]
@@ -264,9 +270,14 @@ class RecommendationService:
                 self.metrics.late_sources.labels(source=name).inc()
 
     def _filter(
-        self, pipeline: Pipeline, ranked: RankedList, excluded: set[str], request: RecommendationRequest
+        self,
+        pipeline: Pipeline,
+        ranked: RankedList,
+        excluded: set[str],
+        request: RecommendationRequest,
+        segments: dict[str, str],
     ) -> list[Recommendation]:
-        keep = np.ones(len(ranked.items), dtype=bool)
+        keep = _policy_ok(pipeline, ranked.items, request.user_id, segments)  # the popular fallback too
         if request.category is not None:
             keep &= np.isin(ranked.items, self._category_items(pipeline, request.category))
         keys = pipeline.bundle.items.keys_of(ranked.items)
@@ -277,9 +288,15 @@ class RecommendationService:
         return [r for r, ok in zip(recs, keep.tolist(), strict=True) if ok]
 
     def _top_up(
-        self, pipeline: Pipeline, taken: set[str], request: RecommendationRequest, have: int
+        self,
+        pipeline: Pipeline,
+        taken: set[str],
+        request: RecommendationRequest,
+        have: int,
+        segments: dict[str, str],
     ) -> list[Recommendation]:
         pool = pipeline.popular(pipeline.n_items)
+        pool = pool[_policy_ok(pipeline, pool, request.user_id, segments)]
         if request.category is not None:
             pool = pool[np.isin(pool, self._category_items(pipeline, request.category))]
         seen = pipeline.history_rows([request.user_id]).indices
@@ -409,6 +426,20 @@ class RecommendationService:
         self.engine.import_users(pa.Table.from_pylist([row], schema=_USER_INPUT))
         self.feed.append([EntityChange("user", user_id, {"attributes": user.attributes})])
         self.catch_up()
+
+
+def _policy_ok(pipeline: Pipeline, items: np.ndarray, user_id: str, segments: dict[str, str]) -> np.ndarray:
+    """Per item: allowed by the ranking pipeline's hard policy (age, region) for this user and request.
+
+    The ranked page obeys it already; padding and the popular fallback must too. A baseline-only
+    bundle has no policy table: everything passes.
+    """
+    ranking = pipeline.ranking
+    if ranking is None or not len(items):
+        return np.ones(len(items), dtype=bool)
+    seg = ranking.user_segments(user_id, segments)
+    unknown_age = ranking.reranker.config.unknown_age_years
+    return policy_ok(ranking.reranker.table, items, seg.get("age_bucket"), seg.get("country"), unknown_age)
 
 
 def _items_by_category(engine: Engine, pipeline: Pipeline) -> dict[str, np.ndarray]:

@@ -149,6 +149,10 @@ class RankingServer:
             out.append(idx[idx >= 0])
         return out
 
+    def user_segments(self, user_id: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The segments the policy filters see for ``user_id``: stored attributes, ``overrides`` on top."""
+        return {**self._segments([user_id])[0], **(overrides or {})}
+
     def _segments(self, user_ids: Sequence[str]) -> list[dict[str, str]]:
         rows = [self.user_index.get(u, -1) for u in user_ids]
         return [
