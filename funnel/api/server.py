@@ -5,7 +5,12 @@
   The file log has a single writer, so the embedded mode has one API worker.
 * **Redis** (``--redis redis://host:port/db``): the event log and the entity feed are Redis
   Streams (``<prefix>:events``, ``<prefix>:entities``) shared by ``--workers`` uvicorn processes;
-  run ``funnel worker`` beside them for retraining.
+  run ``funnel worker`` beside them for retraining. Every Redis call of the API gives up after
+  ``redis_timeout_s`` (default 1 s; ``--redis redis://host:port/db?timeout=0.5`` sets it): a
+  hung server then costs a request at most about that long before the circuit breaker opens and
+  pages are served from the state held (``fallback="stale_state"``).
+
+Every response carries ``x-funnel-worker: <pid>``: which uvicorn process answered.
 
 Each uvicorn process builds its app from the environment (``FUNNEL_DATA_DIR``,
 ``FUNNEL_EVENT_LOG``, ``FUNNEL_ENTITY_FEED``, ``FUNNEL_API_KEYS_FILE``, ``FUNNEL_WORKER``) through
@@ -20,9 +25,10 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from funnel.core.errors import ConfigError
 
@@ -39,16 +45,20 @@ class ServeConfig:
     workers: int = 1
     api_keys_file: Path | None = None
     run_worker: bool = True
+    redis_timeout_s: float = 1.0
+    """Socket timeout of every Redis call (``?timeout=`` on ``redis_url`` overrides it)."""
 
     def event_log_url(self) -> str:
-        """``redis://...?stream=<prefix>:events``, or the data directory's ``file://`` log."""
+        """``redis://...?stream=<prefix>:events&timeout=T``, or the data directory's ``file://`` log."""
         if self.redis_url:
-            return _with_stream(self.redis_url, f"{self.prefix}:events")
+            return _with_stream(self.redis_url, f"{self.prefix}:events", self.redis_timeout_s)
         return f"file://{(self.data_dir / 'events').resolve()}"
 
     def entity_feed_url(self) -> str:
-        """``redis://...?stream=<prefix>:entities``, or ``memory://`` (one process)."""
-        return _with_stream(self.redis_url, f"{self.prefix}:entities") if self.redis_url else "memory://"
+        """``redis://...?stream=<prefix>:entities&timeout=T``, or ``memory://`` (one process)."""
+        if self.redis_url:
+            return _with_stream(self.redis_url, f"{self.prefix}:entities", self.redis_timeout_s)
+        return "memory://"
 
     def environment(self) -> dict[str, str]:
         """The variables :func:`app_from_env` reads."""
@@ -63,13 +73,23 @@ class ServeConfig:
         return env
 
 
-def _with_stream(redis_url: str, stream: str) -> str:
+def _with_stream(redis_url: str, stream: str, timeout_s: float) -> str:
     parsed = urlparse(redis_url)
     if parsed.scheme != "redis":
         raise ConfigError(f"--redis takes a redis://host:port/db URL, got {redis_url!r}")
-    if parsed.query:
-        raise ConfigError(f"--redis takes no query options (--prefix names the streams), got {redis_url!r}")
-    return f"{redis_url}?stream={stream}"
+    options = parse_qs(parsed.query, keep_blank_values=True)
+    if set(options) - {"timeout"}:
+        raise ConfigError(
+            f"--redis takes only the query option timeout (--prefix names the streams), got {redis_url!r}"
+        )
+    timeout = options.get("timeout", [str(timeout_s)])[-1]
+    try:
+        ok = 0 < float(timeout) < float("inf")
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"--redis option timeout must be a positive number of seconds, got {timeout!r}")
+    return f"{parsed._replace(query='').geturl()}?stream={stream}&timeout={timeout}"
 
 
 def check_config(config: ServeConfig, host: str) -> None:
@@ -97,6 +117,26 @@ def _loopback(host: str) -> bool:
         return False
 
 
+class WorkerHeader:
+    """Pure ASGI middleware adding ``x-funnel-worker: <pid>`` to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app, self.value = app, str(os.getpid()).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; tag the response start."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-funnel-worker", self.value)]
+            await send(message)
+
+        await self.app(scope, receive, tagged)
+
+
 def app_from_env() -> FastAPI:
     """The app of one uvicorn process, configured by the ``FUNNEL_*`` environment variables."""
     from funnel.api.app import create_app
@@ -110,6 +150,7 @@ def app_from_env() -> FastAPI:
     feed = open_entity_feed(os.environ.get("FUNNEL_ENTITY_FEED", "memory://"))
     keys_file = os.environ.get("FUNNEL_API_KEYS_FILE")
     app = create_app(engine, feed, ApiKeys.load(keys_file) if keys_file else ApiKeys.load())
+    app.add_middleware(WorkerHeader)
     if os.environ.get("FUNNEL_WORKER") == "1":
         stop = threading.Event()
         worker = Worker(engine)

@@ -93,11 +93,32 @@ stored as several atomic, contiguous pieces (another writer's batch may land bet
 
 @contextlib.contextmanager
 def unavailable(what: str) -> Iterator[None]:
-    """Turn Redis connection failures and timeouts into :class:`UnavailableError`."""
+    """Turn Redis connection failures, timeouts and refusals to write into :class:`UnavailableError`.
+
+    Refusals are the server's transient states: ``OOM`` (``maxmemory`` reached under
+    ``noeviction``), ``READONLY`` (a replica), ``MASTERDOWN``, ``TRYAGAIN``, ``CLUSTERDOWN``,
+    ``MISCONF`` (persistence failing), ``NOREPLICAS`` (``min-replicas-to-write``) and ``BUSY``
+    (a script running too long): the call did not take effect and may be retried later.
+    """
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise UnavailableError(f"{what}: Redis is unreachable: {exc}") from exc
+    except _REFUSALS as exc:
+        raise UnavailableError(f"{what}: Redis refused the call: {exc}") from exc
+    except redis.ResponseError as exc:
+        if str(exc).startswith(("MISCONF", "NOREPLICAS", "BUSY ")):
+            raise UnavailableError(f"{what}: Redis refused the call: {exc}") from exc
+        raise
+
+
+_REFUSALS = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
 
 
 def redis_from_url(url: ParseResult, socket_timeout: float = 5.0) -> redis.Redis:
