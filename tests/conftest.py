@@ -89,3 +89,25 @@ def redis_namespace() -> Iterator[str]:
     yield namespace
     if redis_unreachable_reason() is None:
         delete_namespace(namespace)
+
+
+@pytest.fixture(scope="session")
+def api_data_template(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A data directory trained once per session for the HTTP API tests: copy it, never write to it.
+
+    Synthetic world of 60 users, 80 items (20 categories, region and age limits), 3000 interactions
+    (seed 1), trained with ``model="auto"``: retrieval + ranker + re-ranker and a baseline (a few
+    seconds). ``shutil.copytree(api_data_template, dest)`` gives a test its own writable copy.
+    """
+    from funnel.data.synthetic import SyntheticConfig, generate
+    from funnel.engine import Engine
+
+    ds = generate(SyntheticConfig(n_users=60, n_items=80, n_interactions=3000, seed=1))
+    path = tmp_path_factory.mktemp("api-template") / "data"
+    engine = Engine(path)
+    engine.import_items(ds.items)
+    engine.import_users(ds.users)
+    engine.import_interactions(ds.interactions)
+    engine.train(model="auto")
+    engine.close()
+    return path

@@ -9,7 +9,7 @@ Example:
     >>> c = encode_cursor(["i1", "i2"])
     >>> decode_cursor(c)
     ['i1', 'i2']
-    >>> decode_cursor("garbage")
+    >>> decode_cursor("c1.!!!!")
     Traceback (most recent call last):
     ...
     funnel.core.errors.ValidationError: cursor: is not a cursor this API returned
@@ -42,10 +42,16 @@ def decode_cursor(cursor: str) -> list[str]:
         raise ValidationError("is not a cursor this API returned", field="cursor")
     body = cursor[len(PREFIX) :]
     try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        text = zlib.decompressobj().decompress(raw, 64 * MAX_SERVED * 16).decode()
+        # validate: the lenient decoder drops characters outside the alphabet, so "c1.!!" was an
+        # empty stream that zlib accepted as "nothing served"; a stream must also be complete
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
+        stream = zlib.decompressobj()
+        text = stream.decompress(raw, 64 * MAX_SERVED * 16).decode()
+        complete = stream.eof and not stream.unused_data and not stream.unconsumed_tail
     except (binascii.Error, zlib.error, UnicodeDecodeError, ValueError):
-        raise ValidationError("is not a cursor this API returned", field="cursor") from None
+        complete = False
+    if not complete:
+        raise ValidationError("is not a cursor this API returned", field="cursor")
     served = text.split("\n") if text else []
     if len(served) > MAX_SERVED:
         raise ValidationError(f"holds more than {MAX_SERVED} served items", field="cursor")

@@ -104,7 +104,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "error")
     headers = dict(exc.headers) if exc.headers else None
-    return error_response(request, exc.status_code, code, str(exc.detail), headers=headers)
+    message, field = str(exc.detail), None
+    if exc.status_code == 400:
+        # FastAPI's "error parsing the body": bytes that are not UTF-8 never reach the JSON decoder
+        code, field = "bad_json", "body"
+        message = f"the body is not valid JSON: {message}"
+    elif exc.status_code == 413:  # a chunked body crossed the cap (middleware)
+        field = "body"
+    return error_response(request, exc.status_code, code, message, field, headers)
 
 
 async def _unknown_error(request: Request, exc: Exception) -> JSONResponse:

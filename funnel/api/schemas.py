@@ -1,16 +1,39 @@
 """Request and response bodies of the HTTP API (pydantic models: the OpenAPI spec is built from them).
 
 Bodies are strict (``"1"`` is not a number) and closed (an unknown field is an error naming it),
-so a client's typo is a 422, not a silently dropped field.
+so a client's typo is a 422, not a silently dropped field. The spec states every rule a single
+field has (an id is not blank, a timestamp lies in the range :mod:`funnel.core.schema` accepts),
+so a request the spec allows is rejected only for a rule between fields (``positions`` as long
+as ``items_shown``) or an opaque value (a ``cursor`` this API did not issue). An integer field
+takes a JSON number with no fraction (``3.0``), as JSON Schema's ``integer`` does.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-Id = Annotated[str, Field(min_length=1, max_length=256)]
+from funnel.core.schema import MAX_TIMESTAMP_MS, MIN_PUBLISHED_MS, MIN_TIMESTAMP_MS
+
+
+def _integral(value: Any) -> Any:
+    """``3.0`` -> ``3`` (JSON Schema's ``integer``); anything else is left to the strict check."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+_Integral = BeforeValidator(_integral)
+Id = Annotated[str, Field(min_length=1, max_length=256, pattern=r"\S", description="not blank")]
+EpochMs = Annotated[
+    int,
+    Field(gt=MIN_TIMESTAMP_MS, lt=MAX_TIMESTAMP_MS, description="epoch milliseconds, 1970 to 2100"),
+    _Integral,
+]
+PublishedMs = Annotated[
+    int,
+    Field(gt=MIN_PUBLISHED_MS, lt=MAX_TIMESTAMP_MS, description="epoch milliseconds, 1800 to 2100"),
+    _Integral,
+]
 ACTIONS = ("click", "view", "watch", "like", "rating", "purchase", "skip", "not_interested", "share", "save")
 Action = Literal[
     "click", "view", "watch", "like", "rating", "purchase", "skip", "not_interested", "share", "save"
@@ -32,9 +55,9 @@ class InteractionIn(Closed):
     item_id: Id
     action: Action
     value: float | None = Field(default=None, allow_inf_nan=False)
-    dwell_ms: Annotated[int, Field(ge=0, le=86_400_000)] | None = None
+    dwell_ms: Annotated[int, Field(ge=0, le=86_400_000), _Integral] | None = None
     request_id: Id | None = None
-    timestamp: int | None = Field(default=None, description="epoch milliseconds; default: now")
+    timestamp: EpochMs | None = Field(default=None, description="epoch milliseconds; default: now")
 
 
 InteractionBatch = Annotated[list[InteractionIn], Field(min_length=1, max_length=MAX_BATCH)]
@@ -46,11 +69,13 @@ class ImpressionIn(Closed):
     request_id: Id
     user_id: Id
     items_shown: Annotated[list[Id], Field(min_length=1, max_length=1000)]
-    positions: Annotated[list[Annotated[int, Field(ge=0, le=100_000)]], Field(min_length=1, max_length=1000)]
+    positions: Annotated[
+        list[Annotated[int, Field(ge=0, le=100_000), _Integral]], Field(min_length=1, max_length=1000)
+    ]
     propensities: list[Annotated[float, Field(gt=0, le=1)]] | None = None
     surface: Id | None = None
     arm: Id | None = None
-    timestamp: int | None = None
+    timestamp: EpochMs | None = Field(default=None, description="epoch milliseconds; default: now")
 
 
 class Accepted(BaseModel):
@@ -69,7 +94,7 @@ class ItemIn(Closed):
     categories: Annotated[list[Id], Field(max_length=100)] = []
     tags: Annotated[list[Id], Field(max_length=200)] = []
     creator_id: Id | None = None
-    published_at: int | None = Field(default=None, description="epoch milliseconds")
+    published_at: PublishedMs | None = None
     status: Literal["listed", "unlisted"] = "listed"
     attributes: dict[str, Any] = {}
 
@@ -89,7 +114,7 @@ class ItemBatch(Closed):
 class UserIn(Closed):
     """A user's attributes (country, language, age_bucket, ...)."""
 
-    created_at: int | None = None
+    created_at: EpochMs | None = None
     attributes: dict[str, Annotated[str, Field(max_length=256)]] = {}
 
 

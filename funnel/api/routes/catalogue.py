@@ -21,7 +21,7 @@ from funnel.api.schemas import (
 from funnel.api.service import RecommendationService, finite_or_none
 
 router = APIRouter(tags=["catalogue"])
-PathId = Annotated[str, Path(min_length=1, max_length=256)]
+PathId = Annotated[str, Path(min_length=1, max_length=256, pattern=r"\S", description="not blank")]
 _ERRORS = {
     401: {"model": ErrorOut},
     403: {"model": ErrorOut},
@@ -29,6 +29,7 @@ _ERRORS = {
     422: {"model": ErrorOut},
     503: {"model": ErrorOut},
 }
+_BODY_ERRORS = {**_ERRORS, 400: {"model": ErrorOut}, 413: {"model": ErrorOut}}
 _svc = Depends(service)
 
 
@@ -58,7 +59,7 @@ def similar(
     "/v1/items/{item_id}",
     status_code=202,
     response_model=Accepted,
-    responses=_ERRORS,
+    responses=_BODY_ERRORS,
     dependencies=[Depends(require("admin"))],
 )  # type: ignore[misc]
 def put_item(request: Request, item_id: PathId, body: ItemIn, svc: RecommendationService = _svc) -> Accepted:
@@ -71,7 +72,7 @@ def put_item(request: Request, item_id: PathId, body: ItemIn, svc: Recommendatio
     "/v1/items:batch",
     status_code=202,
     response_model=Accepted,
-    responses=_ERRORS,
+    responses=_BODY_ERRORS,
     dependencies=[Depends(require("admin"))],
 )  # type: ignore[misc]
 def put_items(request: Request, body: ItemBatch, svc: RecommendationService = _svc) -> Accepted:
@@ -93,7 +94,7 @@ def delete_item(item_id: PathId, svc: RecommendationService = _svc) -> Response:
     "/v1/users/{user_id}",
     status_code=202,
     response_model=Accepted,
-    responses=_ERRORS,
+    responses=_BODY_ERRORS,
     dependencies=[Depends(require("admin"))],
 )  # type: ignore[misc]
 def put_user(request: Request, user_id: PathId, body: UserIn, svc: RecommendationService = _svc) -> Accepted:

@@ -18,6 +18,7 @@ from funnel.api.service import RecommendationService
 
 router = APIRouter(tags=["events"], dependencies=[Depends(require("write"))])
 _ERRORS = {
+    400: {"model": ErrorOut},
     401: {"model": ErrorOut},
     403: {"model": ErrorOut},
     413: {"model": ErrorOut},

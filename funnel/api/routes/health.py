@@ -25,7 +25,7 @@ def readyz(svc: RecommendationService = Depends(service)) -> JSONResponse:  # no
     return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
 
-@router.get("/metrics")  # type: ignore[misc]
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})  # type: ignore[misc]
 def metrics(svc: RecommendationService = Depends(service)) -> Response:  # noqa: B008
     """Prometheus exposition of this worker's metrics."""
     body, content_type = svc.metrics.render()

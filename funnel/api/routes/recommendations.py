@@ -26,7 +26,7 @@ _ERRORS = {
 @router.get("/v1/recommendations", response_model=RecommendationsOut, responses=_ERRORS)  # type: ignore[misc]
 def recommendations(
     request: Request,
-    user_id: Annotated[str, Query(min_length=1, max_length=256)],
+    user_id: Annotated[str, Query(min_length=1, max_length=256, pattern=r"\S", description="not blank")],
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     device: Short = None,
     surface: Short = None,
