@@ -23,7 +23,9 @@ def _integral(value: Any) -> Any:
 
 
 _Integral = BeforeValidator(_integral)
-Id = Annotated[str, Field(min_length=1, max_length=256, pattern=r"\S", description="not blank")]
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
+"""Has a character that is not whitespace to ``str.strip`` (what funnel.core.schema rejects as blank)."""
+Id = Annotated[str, Field(min_length=1, max_length=256, pattern=NOT_BLANK, description="not blank")]
 EpochMs = Annotated[
     int,
     Field(gt=MIN_TIMESTAMP_MS, lt=MAX_TIMESTAMP_MS, description="epoch milliseconds, 1970 to 2100"),

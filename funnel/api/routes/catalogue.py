@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from funnel.api.deps import require, service
 from funnel.api.errors import request_id_of
 from funnel.api.schemas import (
+    NOT_BLANK,
     Accepted,
     ErrorOut,
     HistoryEntry,
@@ -21,7 +22,7 @@ from funnel.api.schemas import (
 from funnel.api.service import RecommendationService, finite_or_none
 
 router = APIRouter(tags=["catalogue"])
-PathId = Annotated[str, Path(min_length=1, max_length=256, pattern=r"\S", description="not blank")]
+PathId = Annotated[str, Path(min_length=1, max_length=256, pattern=NOT_BLANK, description="not blank")]
 _ERRORS = {
     401: {"model": ErrorOut},
     403: {"model": ErrorOut},

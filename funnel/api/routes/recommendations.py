@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from funnel.api.auth import grants
 from funnel.api.deps import require, service
 from funnel.api.errors import request_id_of
-from funnel.api.schemas import ErrorOut, RecommendationsOut, RecommendedItem
+from funnel.api.schemas import NOT_BLANK, ErrorOut, RecommendationsOut, RecommendedItem
 from funnel.api.service import RecommendationRequest, RecommendationService, finite_or_none
 
 router = APIRouter(tags=["recommendations"])
@@ -26,7 +26,7 @@ _ERRORS = {
 @router.get("/v1/recommendations", response_model=RecommendationsOut, responses=_ERRORS)  # type: ignore[misc]
 def recommendations(
     request: Request,
-    user_id: Annotated[str, Query(min_length=1, max_length=256, pattern=r"\S", description="not blank")],
+    user_id: Annotated[str, Query(min_length=1, max_length=256, pattern=NOT_BLANK, description="not blank")],
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     device: Short = None,
     surface: Short = None,
