@@ -56,6 +56,26 @@ class TrainingRows:
     stats: dict[str, int] = field(default_factory=dict)
     weights: np.ndarray | None = None
 
+    @staticmethod
+    def concat(parts: Sequence[TrainingRows]) -> TrainingRows:
+        """The groups of ``parts``, in order (stats summed; weights 1 where a part has none)."""
+        weighted = any(p.weights is not None for p in parts)
+        stats: dict[str, int] = {}
+        for p in parts:
+            for key, value in p.stats.items():
+                stats[key] = stats.get(key, 0) + value
+        return TrainingRows(
+            np.concatenate([p.X for p in parts]),
+            parts[0].names,
+            np.concatenate([p.group_sizes for p in parts]),
+            {h: np.concatenate([p.labels[h] for p in parts]) for h in parts[0].labels},
+            [u for p in parts for u in p.user_ids],
+            np.concatenate([p.items for p in parts]),
+            stats,
+            np.concatenate([np.ones(len(p.X), np.float32) if p.weights is None else p.weights for p in parts])
+            if weighted else None,
+        )  # fmt: skip
+
     def take_groups(self, keep: np.ndarray) -> TrainingRows:
         """The rows of the groups where ``keep`` (one bool per group) is true."""
         row_group = np.repeat(np.arange(len(self.group_sizes)), self.group_sizes)

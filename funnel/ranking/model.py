@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -187,9 +188,25 @@ class RankingPipeline(Estimator):
     def training_rows(
         self, data: RetrievalData, folder: str | Path, impressions: pa.Table | None = None
     ) -> tuple[TrainingRows, int]:
-        """The labelled feature rows of the label-window users, and the last history time (steps 1–4)."""
-        inter, cfg = data.interactions, LabelConfig(**self.labels)
-        slots = self._slots(inter, impressions, cfg)
+        """The labelled feature rows of the label-window users, and the last history time (steps 1–4).
+
+        With ``labels["draws"] = n`` (``split="random"`` only) the rows of ``n`` independent random
+        splits (seeds ``seed``, ``seed + 1``, …; sources refitted on each history) are stacked, one
+        group per user and draw.
+        """
+        cfg = LabelConfig(**self.labels)
+        slots = self._slots(data.interactions, impressions, cfg)
+        if cfg.draws == 1:
+            return self._draw_rows(data, folder, slots, cfg)
+        parts = [self._draw_rows(data, Path(folder) / f"draw{d}", slots, replace(cfg, seed=cfg.seed + d))
+                 for d in range(cfg.draws)]  # fmt: skip
+        return TrainingRows.concat([rows for rows, _ in parts]), max(now for _, now in parts)
+
+    def _draw_rows(
+        self, data: RetrievalData, folder: str | Path, slots: ImpressionSlots | None, cfg: LabelConfig
+    ) -> tuple[TrainingRows, int]:
+        """The rows of one label split (see :meth:`training_rows`)."""
+        inter = data.interactions
         is_label, cuts = label_mask(inter, cfg)
         history = inter.subset(~is_label)
         window = inter.subset(is_label)

@@ -94,6 +94,41 @@ def test_random_split_is_per_event_and_stable():
     assert (b[:200] == a).all()  # another event does not move anyone's side
 
 
+def test_label_defaults_per_split_and_draws():
+    assert (LabelConfig().label_fraction, LabelConfig().draws) == (0.35, 1)
+    assert (LabelConfig(split="random").label_fraction, LabelConfig(split="random").draws) == (0.2, 3)
+    assert LabelConfig(split="random", label_fraction=0.5, draws=1).label_fraction == 0.5
+    with pytest.raises(ValidationError, match="draws"):
+        LabelConfig(split="user", draws=2)  # a time cut is one cut
+    with pytest.raises(ValidationError, match="draws"):
+        LabelConfig(split="random", draws=0)
+    rows = [("u", f"i{k}", k, "click", None) for k in range(400)]
+    a, _ = label_mask(_events(rows), LabelConfig(split="random", seed=0))
+    b, _ = label_mask(_events(rows), LabelConfig(split="random", seed=1))
+    assert 0 < (a & b).sum() < a.sum()  # each draw holds out its own events
+
+
+def test_training_rows_stack_one_group_per_user_and_draw(tmp_path):
+    from funnel.data.synthetic import SyntheticConfig, generate
+    from funnel.ranking.model import RankingPipeline
+    from funnel.retrieval.sources.common import retrieval_data
+
+    ds = generate(SyntheticConfig(n_users=60, n_items=50, n_interactions=2000, seed=3))
+    data = retrieval_data(ds.interactions, ds.items, ds.users)
+
+    def rows(draws, seed=0):
+        labels = {"split": "random", "draws": draws, "seed": seed}
+        pipe = RankingPipeline({"item_knn": {}, "trending": {}}, total=40, labels=labels, negatives=10)
+        return pipe.training_rows(data, tmp_path / f"{draws}-{seed}")[0]
+
+    one, other, both = rows(1), rows(1, seed=1), rows(2)
+    assert both.user_ids == one.user_ids + other.user_ids
+    assert np.array_equal(both.X, np.concatenate([one.X, other.X]), equal_nan=True)
+    assert both.stats["label_users"] == one.stats["label_users"] + other.stats["label_users"]
+    engaged = np.concatenate([one.labels["engage"], other.labels["engage"]])
+    assert np.array_equal(both.labels["engage"], engaged)
+
+
 def test_heads_follow_the_event_types():
     inter = _events([("u", "a", 1, "click", None), ("u", "b", 2, "watch", 0.95), ("u", "c", 3, "watch", 0.2)])
     heads, missing = available_heads(inter, LabelConfig())
