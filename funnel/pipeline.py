@@ -126,19 +126,23 @@ class Pipeline:
     def history_rows(self, user_ids: list[str]) -> sp.csr_matrix:
         """Binary history rows (training + fresh) for ``user_ids``; unknown users give empty rows."""
         idx = self.bundle.users.lookup(user_ids)
-        n_train = self.bundle.history.shape[0]
-        known = (idx >= 0) & (idx < n_train)
-        rows = sp.lil_matrix((len(user_ids), self.n_items), dtype=np.float32)
-        base = self.bundle.history[np.where(known, idx, 0)]
-        base = sp.diags(known.astype(np.float32)) @ base
-        for r, user in enumerate(user_ids):
+        H = self.bundle.history
+        known = (idx >= 0) & (idx < H.shape[0])
+        rows: list[np.ndarray] = []
+        for r, user in enumerate(user_ids):  # CSR built directly: a request has one or a few users
+            parts = []
+            if known[r]:
+                s, e = H.indptr[idx[r]], H.indptr[idx[r] + 1]
+                parts.append(H.indices[s:e][H.data[s:e] != 0])  # stored zeros are no history
             fresh = self._fresh.get(user)
             if fresh:
-                rows[r, sorted(fresh)] = 1.0
-        out = (base + rows.tocsr()).tocsr()
-        out.data[:] = 1.0
-        out.eliminate_zeros()
-        return out
+                parts.append(np.fromiter(fresh, np.int64, len(fresh)))
+            rows.append(np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64))
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=indptr[1:])
+        indices = np.concatenate(rows).astype(H.indices.dtype) if rows else np.zeros(0, H.indices.dtype)
+        data = np.ones(len(indices), dtype=np.result_type(H.dtype, np.float32))
+        return sp.csr_matrix((data, indices, indptr), shape=(len(user_ids), self.n_items))
 
     def recommend(
         self,

@@ -295,12 +295,20 @@ class RecommendationService:
         have: int,
         segments: dict[str, str],
     ) -> list[Recommendation]:
-        pool = pipeline.popular(pipeline.n_items)
-        pool = pool[_policy_ok(pipeline, pool, request.user_id, segments)]
-        if request.category is not None:
-            pool = pool[np.isin(pool, self._category_items(pipeline, request.category))]
+        need = 4 * (request.limit - have) + len(taken) + len(self._unlisted)
         seen = pipeline.history_rows([request.user_id]).indices
-        pool = pool[~np.isin(pool, seen)][: 4 * (request.limit - have) + len(taken) + len(self._unlisted)]
+        ranked = pipeline.popular(pipeline.n_items)
+        size = need + len(seen) + 64
+        while True:  # the eligible head of the popular list: a growing prefix, not the catalogue
+            pool = ranked[:size]
+            pool = pool[_policy_ok(pipeline, pool, request.user_id, segments)]
+            if request.category is not None:
+                pool = pool[np.isin(pool, self._category_items(pipeline, request.category))]
+            pool = pool[~np.isin(pool, seen)]
+            if len(pool) >= need or size >= len(ranked):
+                break
+            size *= 4
+        pool = pool[:need]
         keys = pipeline.bundle.items.keys_of(pool)
         bad = taken | self._unlisted
         chosen = [i for i, key in zip(pool.tolist(), keys, strict=True) if key not in bad]

@@ -31,6 +31,8 @@ from funnel.core.errors import CorruptDataError, ResourceLimitError
 
 FORMAT_VERSION = 1
 MAX_IDS = np.iinfo(np.int32).max
+_SCALAR_LOOKUP = 64
+"""Lists up to this long are looked up in the dict (see :meth:`IdMap.lookup`)."""
 
 
 def _as_string_array(values: Iterable[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -84,7 +86,15 @@ class IdMap:
         return self._mapping().get(key, default)
 
     def lookup(self, keys: Iterable[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """Indices of many ids as ``int32``; unknown ids give ``-1``."""
+        """Indices of many ids as ``int32``; unknown ids give ``-1``.
+
+        A short Python list or tuple of strings (a request's few users) goes through the scalar
+        dict: Arrow's ``index_in`` hashes the whole map on every call, O(len(self)).
+        """
+        short = isinstance(keys, list | tuple) and len(keys) <= _SCALAR_LOOKUP
+        if short and all(type(k) is str for k in keys):
+            get = self._mapping().get
+            return np.fromiter((get(k, -1) for k in keys), np.int32, len(keys))
         arr = _as_string_array(keys)
         idx = pc.index_in(arr, value_set=self._all)
         return idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
