@@ -3,7 +3,7 @@
 Run: ``python -m benchmarks.pipeline_quality [--dataset synthetic|movietweetings]
 [--protocol strat|usertemporal ...] [--ratio R] [--seed S] [--k K] [--pipeline JSON] [--name N]``
 
-One split per (dataset, protocol); ``pop``, ``itemknn``, ``ease``, ``als`` and ``pipeline`` are
+One split per (dataset, protocol); ``pop``, ``itemknn``, ``ease``, ``als``, ``two_tower`` and ``pipeline`` are
 fitted on its training part and scored on its test part by ``funnel.eval.runner.evaluate_models``
 (the rows ``funnel evaluate --models …,pipeline`` prints). Every row also gets ``vs_best_%``:
 its NDCG@k relative to the best baseline of the same run.
@@ -38,7 +38,7 @@ from benchmarks.common import machine_meta, print_table, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 MOVIETWEETINGS = REPO.parent / "shared" / "data" / "movietweetings-100k"
-BASELINES = ("pop", "itemknn", "ease", "als")
+BASELINES = ("pop", "itemknn", "ease", "als", "two_tower")
 DEFAULT_RATIO = {("synthetic", "strat"): 0.8, ("synthetic", "usertemporal"): 0.8,
                  ("movietweetings", "strat"): 0.75, ("movietweetings", "usertemporal"): 0.8}  # fmt: skip
 

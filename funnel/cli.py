@@ -136,7 +136,7 @@ def evaluate(
     from funnel.cli_output import evaluation_table
     from funnel.core.interactions import Interactions
     from funnel.data.importers import FORMATS, load_interactions
-    from funnel.eval.runner import PIPELINE, evaluate_models
+    from funnel.eval.runner import PIPELINE, SOURCE_MODELS, evaluate_models
     from funnel.eval.splits import PROTOCOLS
     from funnel.retrieval.models import MODELS
 
@@ -149,7 +149,7 @@ def evaluate(
         return
     names = [m.strip() for m in models.split(",") if m.strip()]
     for name in names:
-        _check_choice("--models", name, (*MODELS, PIPELINE))
+        _check_choice("--models", name, (*MODELS, *SOURCE_MODELS, PIPELINE))
     if PIPELINE in names:
         tables = _load_all(data, fmt, mapping)
     else:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -34,6 +35,8 @@ from funnel.eval.splits import Split, make_split
 from funnel.retrieval.models import MODELS, make_model
 
 PIPELINE = "pipeline"
+SOURCE_MODELS = ("two_tower",)
+"""Retrieval sources that are also evaluated as models on their own (``evaluate_source``)."""
 """The model name of the full retrieval + ranking pipeline in :func:`evaluate_models`."""
 METRICS = ("ndcg", "recall", "precision", "map", "mrr", "coverage", "novelty", "diversity", "fit_seconds")
 """The keys of each model's result, in table order."""
@@ -113,15 +116,18 @@ def evaluate_models(
         items_table: the catalogue table, for ``pipeline`` (item metadata).
         users_table: the users table, for ``pipeline`` (segments).
 
-    The name ``pipeline`` (:data:`PIPELINE`) evaluates the full retrieval + ranking pipeline
-    (:func:`funnel.ranking.evaluate.evaluate_pipeline`) on the same split; ``params["pipeline"]``
-    are its :class:`~funnel.ranking.model.RankingPipeline` arguments.
+    The names in :data:`SOURCE_MODELS` (``two_tower``) evaluate that retrieval source alone
+    (:func:`funnel.ranking.evaluate.evaluate_source`). The name ``pipeline`` (:data:`PIPELINE`)
+    evaluates the full retrieval + ranking pipeline (:func:`funnel.ranking.evaluate.evaluate_pipeline`)
+    on the same split; ``params["pipeline"]`` are its :class:`~funnel.ranking.model.RankingPipeline`
+    arguments.
     """
     if k < 1:
         raise ValidationError(f"must be >= 1, got {k}", field="k")
-    unknown = [name for name in models if name not in MODELS and name != PIPELINE]
+    known = [*MODELS, *SOURCE_MODELS, PIPELINE]
+    unknown = [name for name in models if name not in known]
     if unknown:
-        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join([*MODELS, PIPELINE])}")
+        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(known)}")
     params = params or {}
     t0 = time.perf_counter()
     split = make_split(interactions, protocol, ratio, seed)
@@ -135,11 +141,12 @@ def evaluate_models(
         )
     history = split.train[users]
     for name in models:
-        if name == PIPELINE:
-            from funnel.ranking.evaluate import evaluate_pipeline
+        if name == PIPELINE or name in SOURCE_MODELS:
+            from funnel.ranking.evaluate import evaluate_pipeline, evaluate_source
 
             t = time.perf_counter()
-            result = evaluate_pipeline(interactions, split, k, params.get(name), items_table, users_table)
+            evaluate = evaluate_pipeline if name == PIPELINE else partial(evaluate_source, name)
+            result = evaluate(interactions, split, k, params.get(name), items_table, users_table)
             report.results[name] = {m: result[m] for m in METRICS}
             report.eval_seconds[name] = time.perf_counter() - t - result["fit_seconds"]
             if progress:

@@ -7,7 +7,10 @@ serving path — and ranks for every test user from their training history as of
 training data. The lists are scored with the same :func:`~funnel.eval.runner.score_lists` as the
 baselines, so the rows of one report compare.
 
-Example: ``funnel evaluate --data … --models ease,als,pipeline`` (see ``funnel.cli``).
+:func:`evaluate_source` does the same for one retrieval source used on its own as a model (the
+two-tower model: a baseline the pipeline must beat, fitted on the same training part).
+
+Example: ``funnel evaluate --data … --models ease,als,two_tower,pipeline`` (see ``funnel.cli``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from funnel.ranking.model import RankingPipeline, offline_store
 from funnel.retrieval.quotas import history_query
 from funnel.retrieval.source import RetrievalData, RetrievalQuery
 from funnel.retrieval.sources.common import member, retrieval_data
+from funnel.retrieval.sources.registry import make_source
 
 
 def serving_features(data: RetrievalData, folder: str) -> FeatureServer:
@@ -99,5 +103,32 @@ def evaluate_pipeline(
     users = split.test_users
     recs = top_k(pipeline, history_query(train, users), server, k)
     result = score_lists(recs, split, users, k)
+    result["fit_seconds"] = fit_seconds
+    return result
+
+
+def evaluate_source(
+    name: str,
+    inter: Interactions,
+    split: Split,
+    k: int,
+    params: Mapping[str, Any] | None = None,
+    items: pa.Table | None = None,
+    users: pa.Table | None = None,
+    batch: int = 256,
+) -> dict[str, float]:
+    """Fit retrieval source ``name`` on the split's training events; score its top ``k`` (seen excluded)."""
+    t = time.perf_counter()
+    train = train_part(inter, split, items, users)
+    source = make_source(name, **dict(params or {})).fit(train)
+    fit_seconds = time.perf_counter() - t
+    test_users = split.test_users
+    query = history_query(train, test_users)
+    recs = np.full((len(test_users), k), -1, dtype=np.int32)
+    for s in range(0, len(query), batch):
+        for r, cands in enumerate(source.retrieve(query.batch(s, s + batch), k)):
+            got = cands.items[:k]
+            recs[s + r, : len(got)] = got
+    result = score_lists(recs, split, test_users, k)
     result["fit_seconds"] = fit_seconds
     return result

@@ -26,3 +26,21 @@ def test_pipeline_row_beats_popularity_on_the_same_split():
     assert set(res) == {"pop", "pipeline"} and set(res["pipeline"]) == set(METRICS)
     assert res["pipeline"]["ndcg"] > res["pop"]["ndcg"]
     assert res["pipeline"]["coverage"] > res["pop"]["coverage"]
+
+
+def test_two_tower_is_a_model_row_scored_on_the_same_split():
+    """The two-tower source alone is a baseline row: personalised lists, better than popularity."""
+    report = evaluate_models(
+        Interactions.from_table(DS.interactions),
+        "usertemporal",
+        10,
+        ["pop", "two_tower"],
+        ratio=0.8,
+        progress=False,
+        items_table=DS.items,
+        users_table=DS.users,
+    )
+    res = report.results
+    assert set(res["two_tower"]) == set(METRICS)
+    assert res["two_tower"]["ndcg"] > res["pop"]["ndcg"]
+    assert res["two_tower"]["coverage"] > res["pop"]["coverage"]
