@@ -28,6 +28,7 @@ from funnel.events.protocol import LogRecord
 from funnel.events.tables import interactions_table
 from funnel.ranking.features import Context
 from funnel.ranking.serving import RankingServer
+from funnel.ranking.trace import RequestTrace
 from funnel.rerank.explanations import (
     BECAUSE_YOU_WATCHED,
     PICKED_FOR_YOU,
@@ -150,24 +151,34 @@ class Pipeline:
         k: int,
         segments: dict[str, str] | None = None,
         context: Context | None = None,
+        trace: RequestTrace | None = None,
     ) -> list[RankedList]:
         """Top-``k`` for each user, seen and unlisted items excluded, with reasons.
 
         With a ranking pipeline in the bundle: retrieval, ranking and re-ranking (policy filters
         use ``segments``, e.g. the request's ``country``, over the users' attributes); should it
-        fail, the baseline serves and each list says ``fallback="baseline"``.
+        fail, the baseline serves and each list says ``fallback="baseline"``. ``trace`` (one
+        user) records what each stage did (:mod:`funnel.ranking.trace`).
         """
+        if trace is not None:
+            if len(user_ids) != 1:
+                raise ValueError(f"a trace follows one user, got {len(user_ids)}")
+            trace.mark()
         rows = self.history_rows(user_ids)
         if self.ranking is not None:
             try:
-                return self._ranked(user_ids, rows, k, segments, context)
-            except Exception:  # the baseline is the fallback of the full pipeline
+                return self._ranked(user_ids, rows, k, segments, context, trace)
+            except Exception as exc:  # the baseline is the fallback of the full pipeline
                 log.exception("ranking pipeline failed; serving the baseline")
+                if trace is not None:
+                    trace.fell_back("baseline", exc)
                 return [
                     RankedList(r.items, r.scores, r.reasons, "baseline")
-                    for r in self._baseline(user_ids, rows, k)
+                    for r in self._baseline(user_ids, rows, k, trace)
                 ]
-        return self._baseline(user_ids, rows, k)
+        if trace is not None:
+            trace.fell_back("baseline", "the bundle has no ranking pipeline")
+        return self._baseline(user_ids, rows, k, trace)
 
     def _ranked(
         self,
@@ -176,18 +187,23 @@ class Pipeline:
         k: int,
         segments: dict[str, str] | None,
         context: Context | None = None,
+        trace: RequestTrace | None = None,
     ) -> list[RankedList]:
         assert self.ranking is not None
         out = []
-        for page in self.ranking.recommend(user_ids, rows, k, segments, context):
+        for page in self.ranking.recommend(user_ids, rows, k, segments, context, trace):
             listed = self.bundle.listed[page.items]
+            if trace is not None and not listed.all():
+                trace.step("listed").remove(page.items[~listed], "unlisted")
             reasons = [x for x, ok in zip(page.reasons, listed.tolist(), strict=True) if ok]
             scores = page.scores[listed].astype(np.float32)
             propensity = page.propensity[listed]
             out.append(RankedList(page.items[listed], scores, reasons, page.fallback, propensity))
         return out
 
-    def _baseline(self, user_ids: list[str], rows: sp.csr_matrix, k: int) -> list[RankedList]:
+    def _baseline(
+        self, user_ids: list[str], rows: sp.csr_matrix, k: int, trace: RequestTrace | None = None
+    ) -> list[RankedList]:
         rows = rows[:, : self._unlisted_row.shape[1]]  # the model knows its training catalogue only
         exclude = rows + sp.csr_matrix(np.ones((len(user_ids), 1), dtype=np.float32)) @ self._unlisted_row
         items, scores = self.bundle.model.recommend(rows, k, exclude=sp.csr_matrix(exclude))
@@ -203,6 +219,9 @@ class Pipeline:
                 ranked = self._pad_with_popular(ranked, history, k)
             ranked.reasons = self._reasons(history, ranked.items, ranked.reasons)
             out.append(ranked)
+        if trace is not None:
+            trace.record_ranking(out[0].items, out[0].scores)
+            trace.lap("baseline")
         return out
 
     def similar(self, item_index: int, k: int) -> RankedList:

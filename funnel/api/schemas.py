@@ -131,6 +131,111 @@ class RecommendedItem(BaseModel):
     propensity: float = 1.0
 
 
+class SourceCandidateOut(BaseModel):
+    """One of a retrieval source's best candidates: its source score and 0-based rank there."""
+
+    item_id: str
+    score: float | None
+    rank: int
+
+
+class SourceOut(BaseModel):
+    """One retrieval source in a request: candidates returned, error (failed, late, skipped), the best."""
+
+    name: str
+    count: int
+    error: str | None
+    top: list[SourceCandidateOut]
+
+
+class RetrievalOut(BaseModel):
+    """Candidates per source and after the merge."""
+
+    sources: list[SourceOut]
+    merged: int | None
+
+
+class RankedItemOut(BaseModel):
+    """A candidate as ranked before re-ranking: rank and final score, heads, features, where it went.
+
+    ``position`` is its 0-based place on the page served (``null``: not served); feature values are
+    ``null`` where missing (NaN). ``heads`` and ``features`` are empty without a ranker.
+    """
+
+    item_id: str
+    rank: int
+    score: float | None
+    position: int | None
+    source: str | None = None
+    merge_position: int | None = None
+    heads: dict[str, float | None] = {}
+    features: dict[str, float | None] = {}
+
+
+class RankingOut(BaseModel):
+    """The list before re-ranking (ranker, or the fallback's): the best and the served candidates."""
+
+    candidates: int
+    weights: dict[str, float]
+    items: list[RankedItemOut]
+
+
+class RemovedOut(BaseModel):
+    """An item a step removed, and why."""
+
+    item_id: str
+    reason: str
+
+
+class StepOut(BaseModel):
+    """What one re-ranking or serving step changed (lists cut at 100 items; ``removed_total`` is all)."""
+
+    step: str
+    removed: list[RemovedOut]
+    removed_total: int
+    moved: list[str]
+    inserted: list[str]
+    rescored: list[str]
+    notes: dict[str, Any] = {}
+
+
+class MoveOut(BaseModel):
+    """A served item whose place differs from its rank before re-ranking (``rank`` null: not ranked)."""
+
+    item_id: str
+    rank: int | None
+    position: int
+
+
+class RerankOut(BaseModel):
+    """Re-ranking: the steps in order, the served items that moved, explored and sponsored items."""
+
+    steps: list[StepOut]
+    moves: list[MoveOut]
+    explored: list[str]
+    sponsored: list[str]
+
+
+class DebugOut(BaseModel):
+    """The trace of one request (``debug=true``, admin scope).
+
+    ``path``: the stage that produced the list — ``ranking``, ``retrieval_order`` (the ranker
+    failed), ``baseline`` (no ranking pipeline, or it failed) or ``popular`` (the pipeline failed);
+    ``notes`` say why. ``timings_ms`` per stage: ``catch_up``, ``pipeline`` and, where they ran,
+    ``retrieval``, ``features``, ``ranking``, ``rerank``, ``baseline``.
+    """
+
+    path: str
+    fallback: str | None
+    notes: list[str]
+    timings_ms: dict[str, float]
+    breaker: str
+    retrieval: RetrievalOut | None
+    ranking: RankingOut | None
+    rerank: RerankOut
+    served: list[str]
+
+
 class RecommendationsOut(BaseModel):
     """A page of recommendations; pass ``next_cursor`` back as ``cursor`` for the next page."""
 
@@ -140,7 +245,7 @@ class RecommendationsOut(BaseModel):
     model_version: str | None
     arm: str | None = None
     fallback: str | None = None
-    debug: dict[str, Any] | None = None
+    debug: DebugOut | None = None
 
 
 class HistoryEntry(BaseModel):

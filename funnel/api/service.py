@@ -48,6 +48,7 @@ import pyarrow.compute as pc
 
 from funnel.api.breaker import CircuitBreaker
 from funnel.api.cursor import MAX_SERVED, decode_cursor, encode_cursor
+from funnel.api.debug import filter_reasons, record_request
 from funnel.api.entity_feed import EntityChange, EntityFeed, open_entity_feed
 from funnel.api.history import UserHistory
 from funnel.api.metrics import ApiMetrics
@@ -57,6 +58,7 @@ from funnel.data.tables import to_canonical
 from funnel.engine import Engine, Recommendation
 from funnel.pipeline import Pipeline, RankedList
 from funnel.ranking.features import Context
+from funnel.ranking.trace import RequestTrace
 from funnel.rerank.explanations import POPULAR, Reason
 from funnel.rerank.filters import policy_ok
 
@@ -95,6 +97,8 @@ class RecommendationRequest:
     cursor: str | None = None
     exclude: tuple[str, ...] = ()
     category: str | None = None
+    debug: bool = False
+    """Record a :class:`~funnel.ranking.trace.RequestTrace` of the request (``page.trace``)."""
 
 
 @dataclass
@@ -106,6 +110,7 @@ class RecommendationPage:
     model_version: str | None
     fallback: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    trace: RequestTrace | None = None
 
 
 class RecommendationService:
@@ -221,6 +226,7 @@ class RecommendationService:
     def recommend(self, request: RecommendationRequest) -> RecommendationPage:
         """One page of recommendations; see the module docstring."""
         timings: dict[str, float] = {}
+        trace = RequestTrace() if request.debug else None
         t0 = time.perf_counter()
         fresh = self.catch_up()
         timings["catch_up"] = (time.perf_counter() - t0) * 1e3
@@ -235,28 +241,40 @@ class RecommendationService:
             pipeline = self._pipeline()
             fetch = min(MAX_FETCH, (request.limit + len(excluded)) * (4 if request.category else 1))
             try:
-                ranked = pipeline.recommend([request.user_id], fetch, segments or None, context)[0]
-            except Exception:
+                ranked = pipeline.recommend([request.user_id], fetch, segments or None, context, trace)[0]
+            except Exception as exc:
                 log.exception("pipeline failed; serving popular items")
                 items = pipeline.popular(fetch)
                 scores = pipeline.bundle.popularity[items].astype(np.float32)
                 ranked = RankedList(items, scores, [Reason("Popular now", POPULAR)] * len(items), "popular")
+                if trace is not None:
+                    trace.fell_back("popular", exc)
+                    trace.record_ranking(items, scores)
             recs = self._filter(pipeline, ranked, excluded, request, segments)
+            kept = len(recs)
             if len(recs) < request.limit:
                 taken = excluded | {r.item_id for r in recs}
                 recs += self._top_up(pipeline, taken, request, len(recs), segments)
             self._count_sources(pipeline)
+            if trace is not None:
+                cat = None if request.category is None else self._category_items(pipeline, request.category)
+                why = filter_reasons(served, request.exclude, self._unlisted, cat)
+                page_ids = [r.item_id for r in recs]
+                record_request(trace, pipeline.bundle.items, ranked.items, page_ids, kept, request.limit, why)
         timings["pipeline"] = (time.perf_counter() - t1) * 1e3
         recs = recs[: request.limit]
         # a stale state outranks the normal cold-start path (cold_user); a failed stage says more
         fallback = ranked.fallback if fresh or ranked.fallback in _STAGE_FALLBACKS else "stale_state"
         if fallback:
             self.metrics.fallbacks.labels(kind=fallback).inc()
+        if trace is not None:
+            trace.fallback = fallback
+            trace.timings_ms.update(timings)
         self.metrics.stages.labels(stage="pipeline").observe(timings["pipeline"] / 1e3)
         now_served = served + [r.item_id for r in recs]
         more = len(recs) == request.limit and len(now_served) + request.limit <= MAX_SERVED
         return RecommendationPage(
-            recs, encode_cursor(now_served) if more else None, self._version, fallback, timings
+            recs, encode_cursor(now_served) if more else None, self._version, fallback, timings, trace
         )
 
     def _count_sources(self, pipeline: Pipeline) -> None:

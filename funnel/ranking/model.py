@@ -67,6 +67,7 @@ from funnel.ranking.labels import LabelConfig, available_heads, head_labels, lab
 from funnel.ranking.position_bias import BiasConfig, ImpressionSlots, PositionBiasModel, estimate_bias
 from funnel.ranking.ranker import MultiObjectiveRanker
 from funnel.ranking.report import ranking_report
+from funnel.ranking.trace import RequestTrace
 from funnel.retrieval.merge import MergedCandidates
 from funnel.retrieval.quotas import history_query
 from funnel.retrieval.retriever import DEFAULT_SOURCES, Retriever
@@ -261,9 +262,14 @@ class RankingPipeline(Estimator):
             rows.stats["weighted_rows"] = int((rows.weights != 1.0).sum())
         return rows, now
 
-    def retrieve(self, query: RetrievalQuery) -> list[MergedCandidates]:
-        """The serving retriever's merged candidates for ``query``."""
-        return self.retriever_.retrieve(query)
+    def retrieve(self, query: RetrievalQuery, trace: RequestTrace | None = None) -> list[MergedCandidates]:
+        """The serving retriever's merged candidates for ``query`` (sources recorded in ``trace``)."""
+        if trace is None:
+            return self.retriever_.retrieve(query)
+        merged = self.retriever_.retrieve(query, inspect=trace.record_sources)
+        trace.merged = len(merged[0]) if merged else 0
+        trace.lap("retrieval")
+        return merged
 
     def rank(
         self,
@@ -271,24 +277,39 @@ class RankingPipeline(Estimator):
         server: FeatureServer,
         contexts: Sequence[Context] | None = None,
         weights: Mapping[str, float] | None = None,
+        trace: RequestTrace | None = None,
     ) -> list[tuple[MergedCandidates, np.ndarray]]:
-        """Per user of ``query``: merged candidates re-ordered best first, and their scores."""
-        merged = self.retrieve(query)
+        """Per user of ``query``: merged candidates re-ordered best first, and their scores.
+
+        ``trace`` records the sources, stage times and the first user's features and head scores.
+        """
+        merged = self.retrieve(query, trace)
         ids = [self.statics_.ids_of(m.items) for m in merged]
         vectors = [server.read(u, i, query.now_ms) for u, i in zip(query.user_ids, ids, strict=True)]
         out: list[tuple[MergedCandidates, np.ndarray]] = []
         nonempty = [k for k, m in enumerate(merged) if len(m)]
-        scores = np.zeros(0)
+        scores, fm = np.zeros(0), None
+        heads: dict[str, np.ndarray] = {}
         if nonempty:
             fm = feature_rows([vectors[k] for k in nonempty], [merged[k] for k in nonempty], self.statics_,
                               [contexts[k] for k in nonempty] if contexts else None)  # fmt: skip
-            scores = self.ranker_.score(fm.values, weights=weights)
+            if trace is None:
+                scores = self.ranker_.score(fm.values, weights=weights)
+            else:  # the same sum, keeping the heads
+                trace.lap("features")
+                heads = self.ranker_.predict_heads(fm.values)
+                scores = self.ranker_.combine(heads, len(fm.values), weights)
+                trace.lap("ranking")
         at = 0
         for m in merged:
             s = scores[at : at + len(m)]
             at += len(m)
             order = np.argsort(-s, kind="stable")
             out.append((subset(m, order), s[order]))
+        if trace is not None and out:  # the first user's rows come first
+            first = np.argsort(-scores[: len(out[0][0])], kind="stable")
+            w = self.ranker_.weights if weights is None else weights
+            trace.record_ranker(*out[0], first, heads, fm if len(first) else None, w)
         return out
 
     def save(self, folder: str | Path) -> None:

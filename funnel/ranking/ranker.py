@@ -246,9 +246,14 @@ class MultiObjectiveRanker(Estimator):
         self, X: np.ndarray, threads: int = 1, weights: Mapping[str, float] | None = None
     ) -> np.ndarray:
         """``Σ w_h · P(h)`` per row (``weights`` overrides the fitted ones, e.g. per experiment arm)."""
+        return self.combine(self.predict_heads(X, threads), len(X), weights)
+
+    def combine(
+        self, heads: Mapping[str, np.ndarray], n_rows: int, weights: Mapping[str, float] | None = None
+    ) -> np.ndarray:
+        """``Σ w_h · P(h)`` of :meth:`predict_heads`'s probabilities (``score`` without re-predicting)."""
         w = self.weights if weights is None else weights
-        heads = self.predict_heads(X, threads)
-        total = np.zeros(len(X))
+        total = np.zeros(n_rows)
         for head, p in heads.items():
             total += float(w.get(head, 0.0)) * p
         return total

@@ -37,6 +37,7 @@ from funnel.features.serving import FeatureServer
 from funnel.features.streaming import Catalog, EventFeaturizer, event_id, read_recent
 from funnel.ranking.features import Context, ItemStatics
 from funnel.ranking.model import RankingPipeline
+from funnel.ranking.trace import RequestTrace
 from funnel.rerank.config import RerankConfig
 from funnel.rerank.context import Page, PageRequest, Slate, UserContext
 from funnel.rerank.explanations import POPULAR, Reason
@@ -166,6 +167,7 @@ class RankingServer:
         k: int,
         segments: Mapping[str, str] | None = None,
         context: Context | None = None,
+        trace: RequestTrace | None = None,
     ) -> list[Page]:
         """A re-ranked page of ``k`` items per user (``histories``: their current positive items).
 
@@ -174,7 +176,8 @@ class RankingServer:
         leaves short is topped up from the most popular items, re-ranked with the same filters
         (so padding never breaks a hard policy); it can still be short when too few items are
         eligible at all. Should ranking fail (features unreadable, a broken model), the pages keep
-        the retrieval order and say ``fallback="retrieval_order"``.
+        the retrieval order and say ``fallback="retrieval_order"``. ``trace`` records the first
+        user's path (:mod:`funnel.ranking.trace`).
         """
         user_ids = list(user_ids)
         H = histories.tocsr()
@@ -183,11 +186,16 @@ class RankingServer:
         pages = []
         fallback = None
         try:
-            ranked = self.pipeline.rank(query, self.features, [context] * len(user_ids) if context else None)
-        except Exception:  # the retrieval order is the ranker's fallback
+            contexts = [context] * len(user_ids) if context else None
+            ranked = self.pipeline.rank(query, self.features, contexts, trace=trace)
+        except Exception as exc:  # the retrieval order is the ranker's fallback
             log.exception("ranking failed; serving the retrieval order")
             fallback = "retrieval_order"
-            ranked = [(m, -np.arange(len(m), dtype=np.float64)) for m in self.pipeline.retrieve(query)]
+            if trace is not None:
+                trace.fell_back(fallback, exc)
+            ranked = [(m, -np.arange(len(m), dtype=np.float64)) for m in self.pipeline.retrieve(query, trace)]
+            if trace is not None and ranked:
+                trace.record_ranking(ranked[0][0].items, ranked[0][1], source=ranked[0][0].source_names())
         for r, (merged, scores) in enumerate(ranked):
             seen = H.indices[H.indptr[r] : H.indptr[r + 1]].astype(np.int64)
             user = UserContext(
@@ -198,9 +206,11 @@ class RankingServer:
             )
             rng = np.random.default_rng(zlib.crc32(f"{self.seed}:{user_ids[r]}:{self.now_ms}".encode()))
             slate = Slate.from_merged(merged, scores)
-            page = self.reranker.rerank(slate, user, PageRequest(k=k, now_ms=self.now_ms), rng)
+            main = page = self.reranker.rerank(slate, user, PageRequest(k=k, now_ms=self.now_ms), rng)
             if len(page) < k:
                 page = self._top_up(page, user, k, rng)
+            if trace is not None and r == 0:
+                trace.record_rerank(main, page)
             page.fallback = fallback
             pages.append(page)
         return pages

@@ -50,7 +50,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -67,6 +67,8 @@ from funnel.retrieval.source import Candidates, GrowsCatalogue, RetrievalData, R
 from funnel.retrieval.sources.registry import load_source, make_source
 
 KIND, FORMAT_VERSION = "retriever", 1
+Inspect = Callable[[dict[str, list[Candidates]], dict[str, str]], None]
+"""A look at the sources' lists and errors of one batch (see :meth:`Retriever.retrieve`)."""
 
 DEFAULT_SOURCES: dict[str, dict[str, Any]] = {
     "als": {},
@@ -307,12 +309,20 @@ class Retriever:
                 took.append(name)
         return took
 
-    def retrieve(self, query: RetrievalQuery, total: int | None = None) -> list[MergedCandidates]:
-        """Merged candidates of every user of ``query`` (``total`` per user at most)."""
+    def retrieve(
+        self, query: RetrievalQuery, total: int | None = None, inspect: Inspect | None = None
+    ) -> list[MergedCandidates]:
+        """Merged candidates of every user of ``query`` (``total`` per user at most).
+
+        ``inspect(per_source, errors)``, when given, sees each source's lists and errors before
+        the merge (a request trace).
+        """
         total = self.total if total is None else total
         quotas = self.user_quotas(query, total)
         per_source = self.retrieve_sources(query, quotas, total)
         self.last_counts_ = {name: sum(len(c) for c in lists) for name, lists in per_source.items()}
+        if inspect is not None:
+            inspect(per_source, self.last_errors_)
         t = time.perf_counter()
         merged = self.combine(per_source, quotas, total)
         self.last_seconds_["merge"] = time.perf_counter() - t

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.exceptions import HTTPException
 
 from funnel.api.auth import grants
+from funnel.api.debug import trace_out
 from funnel.api.deps import require, service
 from funnel.api.errors import request_id_of
 from funnel.api.schemas import NOT_BLANK, ErrorOut, RecommendationsOut, RecommendedItem
@@ -41,13 +42,15 @@ def recommendations(
     """Top ``limit`` items for ``user_id``; unknown users get the cold-start page.
 
     ``exclude``: item ids never to return (repeat the parameter or comma-separate). ``cursor``:
-    the previous page's ``next_cursor``. ``debug=true`` (admin scope) adds stage timings.
+    the previous page's ``next_cursor``. ``debug=true`` (admin scope) adds the request's trace:
+    candidates per source, the ranked list with head scores and features, what each re-ranking
+    step changed, stage timings (see ``DebugOut``).
     """
     if debug and not grants(scopes, "admin"):
         raise HTTPException(403, "debug traces need the 'admin' scope")
     excluded = tuple(x for part in (exclude or []) for x in part.split(",") if x)
     page = svc.recommend(
-        RecommendationRequest(user_id, limit, device, surface, country, cursor, excluded, category)
+        RecommendationRequest(user_id, limit, device, surface, country, cursor, excluded, category, debug)
     )
     items = [
         RecommendedItem(
@@ -60,7 +63,7 @@ def recommendations(
         )
         for r in page.items
     ]
-    trace = {"timings_ms": page.timings_ms, "breaker": svc.breaker.state} if debug else None
+    trace = trace_out(page.trace, svc.breaker.state) if page.trace is not None else None
     return RecommendationsOut(
         items=items,
         request_id=request_id_of(request),
