@@ -26,6 +26,7 @@ from funnel.api.middleware import ApiMiddleware
 from funnel.api.routes import catalogue, events, health, recommendations
 from funnel.api.service import RecommendationService
 from funnel.engine import Engine
+from funnel.monitoring.collector import MonitoringCollector
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ def create_app(
     if engine.source_deadline_ms is None:
         engine.set_source_deadline(settings.source_deadline_ms)
     app.state.metrics = metrics
+    metrics.registry.register(MonitoringCollector(engine))  # staleness, quality, index, skew gauges
     app.state.api_keys = api_keys or ApiKeys()
     app.state.service = RecommendationService(engine, feed, metrics)
     install_error_handlers(app)

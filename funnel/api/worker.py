@@ -5,7 +5,8 @@ and retrains (``Engine.train``, which makes the new version live: API workers pi
 next request) when ``retrain_events`` new events arrived since the live model's data, or when
 ``retrain_interval_s`` passed since the last training with at least one new event. ``funnel
 worker`` runs it as its own process; ``funnel serve`` without Redis runs it in a thread beside
-the API (the embedded mode).
+the API (the embedded mode). Every step writes a heartbeat (the position and the time) that the
+consumer-staleness alarm reads (:mod:`funnel.monitoring.staleness`).
 
 Example:
     >>> import tempfile, pyarrow as pa
@@ -30,6 +31,7 @@ import time
 
 from funnel.core.errors import FunnelError
 from funnel.engine import Engine
+from funnel.monitoring.staleness import write_heartbeat
 from funnel.training.bundle import Bundle
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class Worker:
         start, end = log_.committed(GROUP), log_.end_offset
         if end > start:
             log_.commit(GROUP, end)
+        write_heartbeat(self.engine.data_dir, GROUP, end)  # for the staleness alarm (funnel.monitoring)
         if self.engine.registry.live() is None:
             if not self.engine.lake.parts("interactions") and end == 0:
                 return "no data yet"
