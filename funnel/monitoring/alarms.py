@@ -29,7 +29,7 @@ class MonitorConfig:
     """Alarm when the live model was trained longer ago than this."""
     psi_threshold: float = 0.2
     """Alarm when a feature's PSI (served vs offline recomputation) exceeds this."""
-    psi_bins: int = 10
+    psi_bins: int = 20
     """Quantile bins of the PSI (features with at most this many distinct values: one bin per value)."""
     index_min_ratio: float = 0.9
     """Alarm when an ANN index holds fewer than this fraction of the listed catalogue."""
