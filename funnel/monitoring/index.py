@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from funnel.monitoring.alarms import Alarm, MonitorConfig
@@ -34,7 +35,23 @@ def index_sizes(pipeline: Any) -> dict[str, int]:
     ranking = getattr(pipeline, "ranking", None)
     if ranking is None:
         return {}
-    sources = getattr(ranking.pipeline.retriever_, "sources_", {})
+    return _sizes(getattr(ranking.pipeline.retriever_, "sources_", {}))
+
+
+def saved_index_sizes(bundle_folder: str | Path) -> dict[str, int]:
+    """Items in each ANN index of a saved bundle's retriever (``ranking/retriever``), without serving it.
+
+    Loads the retrieval sources only (milliseconds), not the ranker and its feature store.
+    """
+    folder = Path(bundle_folder) / "ranking" / "retriever"
+    if not folder.is_dir():
+        return {}
+    from funnel.retrieval.retriever import Retriever
+
+    return _sizes(Retriever.load(folder).sources_)
+
+
+def _sizes(sources: Mapping[str, Any]) -> dict[str, int]:
     out = {}
     for name, source in sources.items():
         index = getattr(source, "index_", None)
