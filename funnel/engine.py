@@ -264,7 +264,9 @@ class Engine:
         _check_k(k)
         pipeline = self.pipeline()
         index = pipeline.bundle.items.get(str(item_id))
-        if index < 0 or index >= pipeline.n_items:
+        # the baseline model answers, and it knows its training catalogue only: an item added since
+        # (Pipeline.add_items) gets similar items after the next training (it was a 422 from the model)
+        if index < 0 or index >= pipeline.n_trained_items:
             raise NotFoundError(f"item {item_id!r} is not in the trained catalogue")
         return self.to_recommendations(pipeline.similar(index, k), pipeline)
 

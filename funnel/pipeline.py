@@ -66,6 +66,8 @@ class Pipeline:
         if folder is not None and (Path(folder) / "ranking").exists():
             self.ranking = RankingServer.load(folder, int(bundle.meta.get("time_max_ms", 0)) + 1)
         self.n_items = bundle.history.shape[1]
+        self.n_trained_items = self.n_items
+        """The baseline model's catalogue: items added later (:meth:`add_items`) lie beyond it."""
         self._anchors = ItemAnchors(bundle.history)
         self._fresh: dict[str, set[int]] = defaultdict(set)
         unlisted = np.flatnonzero(~bundle.listed[: self.n_items])

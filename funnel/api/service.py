@@ -39,6 +39,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +129,11 @@ class RecommendationService:
         self.metrics = metrics or ApiMetrics()
         self.breaker = breaker or CircuitBreaker("event_log", failures=3, reset_s=2.0)
         self._lock = threading.RLock()
+        # an in-process log (file://, memory://) serialises appends anyway: its end read under one lock
+        # with the append makes the duplicate count exact (log_interactions); a redis:// log is shared
+        # by processes, which a lock here cannot order, and it would queue writes behind a hung server
+        shared = engine.event_log_url.startswith("redis")
+        self._append_lock: AbstractContextManager[Any] = nullcontext() if shared else threading.Lock()
         self._feed_pos = ""
         self._unlisted: set[str] = set()
         self._relisted: set[str] = set()
@@ -364,14 +370,20 @@ class RecommendationService:
             data["context"] = context
             parsed.append(Interaction.from_dict(data, row=row if len(events) > 1 else None))
         try:
-            end = self.engine.event_log.end_offset
-            offsets = np.asarray(self.engine.event_log.append(parsed))
+            # end and append as one step: between them another request could log an id of this batch,
+            # whose copy here would then count as new (two requests "accepting" one event)
+            with self._append_lock:
+                end = self.engine.event_log.end_offset
+                offsets = np.asarray(self.engine.event_log.append(parsed))
         except UnavailableError as exc:  # 503: the client retries; event_id makes that safe
             raise UnavailableError(f"interactions not acknowledged, retry them: {exc.message}") from exc
-        duplicates = int((offsets < end).sum())
-        self.metrics.events.labels(kind="interaction").inc(len(parsed) - duplicates)
+        # the stored events got distinct offsets from ``end`` on; a duplicate has its original's offset,
+        # which is one of those when the original came earlier in the same batch
+        accepted = len(np.unique(offsets[offsets >= end]))
+        duplicates = len(parsed) - accepted
+        self.metrics.events.labels(kind="interaction").inc(accepted)
         self.metrics.duplicates.inc(duplicates)
-        return len(parsed) - duplicates, duplicates
+        return accepted, duplicates
 
     def log_impression(self, data: dict[str, Any]) -> None:
         """Append one served page's impression durably."""

@@ -19,6 +19,7 @@ Example: see :class:`funnel.engine.Engine`, which trains and serves it.
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -127,6 +128,13 @@ class RankingServer:
         self.featurizer = EventFeaturizer(self.catalog)
         table = ItemPolicyTable.from_catalogue(self.items)
         self.reranker = ReRanker(self.reranker.config, table, self.reranker.steps)
+        # the data clock moves with events only: an item published after the last one would be "in
+        # the future" (the new-items source skips it) until more traffic came. Its publication is
+        # observed like an event, up to the wall clock (a scheduled release stays hidden until due).
+        published = np.asarray(pub, dtype=np.float64)
+        published = published[np.isfinite(published)]
+        if len(published):
+            self.now_ms = max(self.now_ms, min(int(published.max()), int(time.time() * 1000)))
         return took
 
     def observe(self, records: Sequence[LogRecord]) -> None:

@@ -202,6 +202,20 @@ def _train_ranking(
         log.warning("ranking pipeline not trained: %s", exc)
         return {"skipped": str(exc)}
     pipeline.save(folder / "ranking")
-    save_serving_data(folder, inter.to_table(), data.items, data.users)
+    save_serving_data(folder, inter.to_table(), data.items, _serving_users(data.users, users))
     report = pipeline.report_
     return {k: report[k] for k in REPORT_KEYS}
+
+
+def _serving_users(aligned: pa.Table, users: pa.Table) -> pa.Table:
+    """The users of the training interactions (``aligned``), then every other user of the lake.
+
+    Serving reads a user's segments (country, age bucket) from this table: a user imported with a
+    country but without interactions yet must get the pages of that country, not the empty page
+    of a user with no country (every item licensed by region is then filtered out).
+    """
+    if not users.num_rows:
+        return aligned
+    known = aligned.column("user_id").combine_chunks()
+    other = users.filter(pc.invert(pc.is_in(users.column("user_id"), value_set=known)))
+    return pa.concat_tables([aligned, other.select(aligned.column_names).cast(aligned.schema)])

@@ -29,7 +29,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -40,6 +39,7 @@ from typing import Any
 
 import httpx
 import pytest
+from api_server import ApiServer, free_port, interaction, wait_reflected
 
 from funnel.data.synthetic import SyntheticConfig, generate
 from funnel.engine import Engine
@@ -47,13 +47,6 @@ from funnel.engine import Engine
 SHARED_REDIS = "redis://127.0.0.1:6379/15"
 REDIS_TIMEOUT_S = 0.5  # the degradation test's --redis ...?timeout=
 FRESHNESS_S = 5.0  # the issue's bound: an interaction shows in the user's next page within 5 s
-BOOT_S = 90.0  # two uvicorn workers importing the engine on a busy 2-core machine
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---- fixtures: a trained data directory, a private redis-server, the API server ------------------
@@ -82,7 +75,7 @@ class RedisServer:
     """A private ``redis-server`` (AOF ``appendfsync always``) that can be frozen, killed, restarted."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.dir, self.port = data_dir, _free_port()
+        self.dir, self.port = data_dir, free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -141,97 +134,6 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     srv.stop()
 
 
-class Api:
-    """``python -m funnel serve`` in its own session; stopped (and reaped) by :meth:`stop`."""
-
-    def __init__(self, data_dir: Path, redis_url: str, prefix: str, log_path: Path) -> None:
-        self.port, self.log_path = _free_port(), log_path
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FUNNEL_")}  # open keys on loopback
-        args = [sys.executable, "-m", "funnel", "serve", "--data-dir", str(data_dir), "--redis", redis_url]
-        args += ["--prefix", prefix, "--workers", "2", "--port", str(self.port)]
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            args, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.workers: set[str] = set()
-        self._local = threading.local()
-        self._clients: list[httpx.Client] = []
-
-    def request(self, method: str, path: str, timeout: float = 10.0, **kw: Any) -> httpx.Response:
-        """One request on a new connection (so the kernel hands it to either worker)."""
-        client = getattr(self._local, "client", None)
-        if client is None:  # one client per thread, without keep-alive: a connection per request
-            no_keepalive = httpx.Limits(max_keepalive_connections=0)
-            client = self._local.client = httpx.Client(base_url=self.base, limits=no_keepalive)
-            self._clients.append(client)
-        response = client.request(method, path, timeout=timeout, **kw)
-        self.workers.add(response.headers.get("x-funnel-worker", "?"))
-        return response
-
-    def page(self, user: str, limit: int = 10) -> tuple[httpx.Response, list[str]]:
-        r = self.request("GET", "/v1/recommendations", params={"user_id": user, "limit": limit})
-        return r, [it["item_id"] for it in r.json()["items"]] if r.status_code == 200 else []
-
-    def wait_for_both_workers(self) -> None:
-        deadline = time.monotonic() + BOOT_S
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"funnel serve exited: {self.log_tail()}"
-            try:
-                if self.request("GET", "/healthz", timeout=5).status_code == 200 and len(self.workers) >= 2:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise AssertionError(f"both workers did not answer within {BOOT_S} s: {self.log_tail()}")
-
-    def stop(self) -> None:
-        for client in self._clients:
-            client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # uvicorn's supervisor stops its workers
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # our own session: the server and its workers
-                self.proc.wait(timeout=10)
-        self._log.close()
-
-    def log_tail(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-
-def _interaction(user: str, item: str, event_id: str) -> dict[str, Any]:
-    return {"user_id": user, "item_id": item, "action": "click", "event_id": event_id}
-
-
-def _wait_reflected(api: Api, user: str, item: str, control: str) -> float:
-    """Seconds until ``user``'s page lacks ``item`` (now seen); asserts it within FRESHNESS_S.
-
-    Afterwards, every page from every worker must lack it while ``control`` (who never saw it)
-    still gets it: the change depends on the interaction, not on something else moving.
-    """
-    posted = time.monotonic()
-    while True:
-        r, items = api.page(user)
-        assert r.status_code == 200, r.text
-        waited = time.monotonic() - posted
-        if item not in items:
-            break
-        assert waited < FRESHNESS_S, f"{item} still in {user}'s page {waited:.1f} s after the click"
-        time.sleep(0.05)
-    answered: set[str] = set()
-    for _ in range(200):
-        r, items = api.page(user)
-        assert r.status_code == 200 and item not in items, (r.headers.get("x-funnel-worker"), items)
-        rc, control_items = api.page(control)
-        assert rc.status_code == 200 and item in control_items, control_items
-        answered |= {r.headers["x-funnel-worker"], rc.headers["x-funnel-worker"]}
-        if len(answered) == 2:
-            return waited
-    raise AssertionError(f"only workers {answered} answered 400 requests")
-
-
 # ---- (a) shared state across two workers --------------------------------------------------------
 
 
@@ -239,9 +141,10 @@ def _wait_reflected(api: Api, user: str, item: str, control: str) -> float:
 def test_two_workers_share_interactions_and_unlisting(
     data_dir: Path, trained: tuple[Path, list[str]], redis_namespace: str, tmp_path: Path
 ) -> None:
-    api = Api(data_dir, SHARED_REDIS, redis_namespace, tmp_path / "serve.log")
+    log = tmp_path / "serve.log"
+    api = ApiServer(data_dir, log, redis_url=SHARED_REDIS, prefix=redis_namespace, workers=2)
     try:
-        api.wait_for_both_workers()
+        api.wait_up(workers=2)
         for _ in range(20):
             ready = api.request("GET", "/readyz")
             assert ready.status_code == 200, ready.text
@@ -251,10 +154,10 @@ def test_two_workers_share_interactions_and_unlisting(
         assert r.status_code == 200 and before, r.text
         clicked = before[0]
         assert clicked in api.page(control)[1]
-        post = api.request("POST", "/v1/interactions", json=_interaction(user, clicked, uuid.uuid4().hex))
+        post = api.request("POST", "/v1/interactions", json=interaction(user, clicked, uuid.uuid4().hex))
         assert post.status_code == 202, post.text
         assert post.json()["accepted"] == 1
-        waited = _wait_reflected(api, user, clicked, control)
+        waited = wait_reflected(api, user, clicked, control, FRESHNESS_S, workers=2).seconds
         history = api.request("GET", f"/v1/users/{user}/history").json()["items"]
         assert [(h["item_id"], h["action"]) for h in history] == [(clicked, "click")]
 
@@ -299,7 +202,7 @@ class Sample:
 class Load:
     """Client threads requesting pages back to back until stopped."""
 
-    api: Api
+    api: ApiServer
     users: list[str]
     samples: list[Sample] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -350,8 +253,8 @@ def _fresh(s: Sample) -> bool:
     return s.status == 200 and s.fallback is None
 
 
-def _write_refused(api: Api, user: str, item: str) -> httpx.Response:
-    r = api.request("POST", "/v1/interactions", json=_interaction(user, item, uuid.uuid4().hex))
+def _write_refused(api: ApiServer, user: str, item: str) -> httpx.Response:
+    r = api.request("POST", "/v1/interactions", json=interaction(user, item, uuid.uuid4().hex))
     assert r.status_code == 503, r.text
     error = r.json()["error"]
     assert error["code"] == "unavailable" and "Redis" in error["message"], error
@@ -364,13 +267,13 @@ def test_degradation_when_redis_stops_and_returns(
 ) -> None:
     users = trained[1]
     url = f"redis://127.0.0.1:{private_redis.port}/0?timeout={REDIS_TIMEOUT_S}"
-    api = Api(data_dir, url, "deg", tmp_path / "serve.log")
+    api = ApiServer(data_dir, tmp_path / "serve.log", redis_url=url, prefix="deg", workers=2)
     load = Load(api, users)
     threads = [threading.Thread(target=load.run, args=(k,), daemon=True) for k in range(2)]
     notes: dict[str, float] = {}
     try:
         # 1. Redis is down at boot: the API starts, is not ready, serves stale pages, refuses writes
-        api.wait_for_both_workers()
+        api.wait_up(workers=2)
         for _ in range(6):
             ready = api.request("GET", "/readyz")
             assert ready.status_code == 503 and ready.json()["checks"]["event_log"] is False, ready.text
@@ -385,7 +288,7 @@ def test_degradation_when_redis_stops_and_returns(
         notes["recover_after_boot_s"] = load.wait_until("fresh pages after Redis started", _fresh, 15)
         assert api.request("GET", "/readyz").status_code == 200
         kept_id = uuid.uuid4().hex  # acknowledged before the kill: must survive it (AOF always)
-        kept = api.request("POST", "/v1/interactions", json=_interaction(users[1], "i000002", kept_id))
+        kept = api.request("POST", "/v1/interactions", json=interaction(users[1], "i000002", kept_id))
         assert kept.status_code == 202, kept.text
         assert (kept.json()["accepted"], kept.json()["duplicates"]) == (1, 0)
         time.sleep(1.0)
@@ -422,13 +325,15 @@ def test_degradation_when_redis_stops_and_returns(
             assert not thread.is_alive()
 
         # 5. after recovery: writes accepted, the pre-kill event survived, a new click is reflected
-        again = api.request("POST", "/v1/interactions", json=_interaction(users[1], "i000002", kept_id))
+        again = api.request("POST", "/v1/interactions", json=interaction(users[1], "i000002", kept_id))
         assert again.status_code == 202 and again.json()["duplicates"] == 1, again.text
         user, control = f"new-{uuid.uuid4().hex[:8]}", f"control-{uuid.uuid4().hex[:8]}"
         clicked = api.page(user)[1][0]
-        post = api.request("POST", "/v1/interactions", json=_interaction(user, clicked, uuid.uuid4().hex))
+        post = api.request("POST", "/v1/interactions", json=interaction(user, clicked, uuid.uuid4().hex))
         assert post.status_code == 202, post.text
-        notes["click_reflected_s"] = _wait_reflected(api, user, clicked, control)
+        notes["click_reflected_s"] = wait_reflected(
+            api, user, clicked, control, FRESHNESS_S, workers=2
+        ).seconds
         assert api.request("GET", "/readyz").status_code == 200
 
         # 6. Redis refuses writes (maxmemory reached, noeviction): 503 for writes, pages stay fresh
@@ -440,7 +345,7 @@ def test_degradation_when_redis_stops_and_returns(
             assert r.status_code == 200 and items and r.json()["fallback"] is None, r.text
         assert private_redis.command("CONFIG", "SET", "maxmemory", "0").startswith(b"+OK")
         post = api.request(
-            "POST", "/v1/interactions", json=_interaction(users[3], "i000006", uuid.uuid4().hex)
+            "POST", "/v1/interactions", json=interaction(users[3], "i000006", uuid.uuid4().hex)
         )
         assert post.status_code == 202, post.text
 
