@@ -223,7 +223,12 @@ class Interaction:
 
 @dataclass(frozen=True, slots=True)
 class Impression:
-    """One served page: which items a user was shown, at which positions."""
+    """One served page: which items a user was shown, at which positions.
+
+    ``propensities`` and ``sources`` are optional per-item lists echoed from the response: the
+    probability each item had of its slot (exploration), and what produced it (the response's
+    ``reason_code``, or a retrieval source name), which monitoring attributes clicks to.
+    """
 
     request_id: str
     user_id: str
@@ -233,6 +238,7 @@ class Impression:
     surface: str | None = None
     arm: str | None = None
     propensities: tuple[float, ...] | None = None
+    sources: tuple[str, ...] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], row: int | None = None) -> Impression:
@@ -255,6 +261,12 @@ class Impression:
                 v = check_value(p, row, "propensities")
                 if v is None or not 0.0 < v <= 1.0:
                     raise ValidationError("must be in (0, 1]", field="propensities", row=row)
+        sources = data.get("sources")
+        if sources is not None:
+            if not isinstance(sources, list | tuple) or len(sources) != len(items):
+                raise ValidationError("must give one per item", field="sources", row=row)
+            if not all(isinstance(x, str) and x for x in sources):
+                raise ValidationError("must contain non-empty strings", field="sources", row=row)
         return cls(
             request_id=_require_id(data, "request_id", row),
             user_id=_require_id(data, "user_id", row),
@@ -264,6 +276,7 @@ class Impression:
             surface=_optional_str(data, "surface", row),
             arm=_optional_str(data, "arm", row),
             propensities=tuple(float(p) for p in props) if props is not None else None,
+            sources=tuple(sources) if sources is not None else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -272,6 +285,8 @@ class Impression:
         out["item_ids"], out["positions"] = list(self.item_ids), list(self.positions)
         if self.propensities is not None:
             out["propensities"] = list(self.propensities)
+        if self.sources is not None:
+            out["sources"] = list(self.sources)
         return out
 
 

@@ -40,7 +40,7 @@ _FIELDS: dict[type, tuple[str, ...]] = {
     cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (Interaction, Impression)
 }
 _KIND = {Interaction: KIND_INTERACTION, Impression: KIND_IMPRESSION}
-_IMPRESSION_TUPLES = ("item_ids", "positions", "propensities")
+_IMPRESSION_TUPLES = ("item_ids", "positions", "propensities", "sources")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
