@@ -355,6 +355,26 @@ def worker(
         stop.set()
 
 
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write index.html and the PNG plots to.")],
+    data_dir: DataDir = DEFAULT_DIR,
+    redis: Annotated[str | None, typer.Option(help="redis://host:port/db of the served event log.")] = None,
+    prefix: Annotated[str, typer.Option(help="Redis stream name prefix.")] = "funnel",
+    window_hours: Annotated[float, typer.Option(min=0.01, help="Quality monitors' window, hours.")] = 24.0,
+    days: Annotated[float, typer.Option(min=0.01, help="Days of impressions to plot.")] = 14.0,
+) -> None:
+    """Monitoring report: quality over time, staleness, skew and index alarms (HTML + PNGs)."""
+    from funnel.api.server import ServeConfig
+    from funnel.monitoring.report import build_report
+
+    url = ServeConfig(data_dir, redis, prefix).event_log_url()
+    path, data = build_report(data_dir, out, url, window_h=window_hours, days=days)
+    for alarm in data.alarms:
+        console.print(f"{alarm.status:>8}  {alarm.name}: {alarm.message}", markup=False, highlight=False)
+    console.print(f"wrote {path}")
+
+
 def main() -> None:
     """Console entry point: run the app, mapping funnel errors to one line and an exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
