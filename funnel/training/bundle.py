@@ -2,7 +2,8 @@
 
 Files (manifest written last, so a folder without one is an incomplete bundle)::
 
-    manifest.json   format_version, version, model name, metrics, data window, sizes, log offset
+    manifest.json   the registry's record of the version (funnel.training.manifest.ModelManifest):
+                    format version, status, parent, data window, config hash, metrics, ...
     model/          the recommender's own artifact (manifest + arrays)
     state/          training history (users × items CSR), item popularity, listed flags
     users.arrow     user ids in index order (IdMap)
@@ -22,13 +23,14 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from funnel.core.artifacts import load_artifact, read_manifest, save_artifact, write_json_atomic
-from funnel.core.errors import CorruptDataError
+from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.idmap import IdMap
 from funnel.retrieval.base import Recommender
 from funnel.retrieval.models import load_model
+from funnel.training.manifest import DataWindow, ModelManifest
 
 FORMAT_VERSION = 1
+"""Format of the bundle's ``state`` arrays and ``titles.arrow`` (the manifest has its own)."""
 
 
 @dataclass
@@ -47,6 +49,10 @@ class Bundle:
     log_offset: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    parent_version: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    manifest: ModelManifest | None = None
+    """As loaded (:meth:`load`); :meth:`save` writes a fresh ``candidate`` manifest."""
 
     def title(self, item_index: int) -> str:
         """The item's title, or its id when the catalogue has none."""
@@ -68,40 +74,39 @@ class Bundle:
         self.users.save(folder / "users.arrow")
         self.items.save(folder / "items.arrow")
         _save_titles(folder / "titles.arrow", self.titles)
-        write_json_atomic(
-            folder / "manifest.json",
-            {
-                "kind": "bundle",
-                "format_version": FORMAT_VERSION,
-                "version": self.version,
-                "model": self.model_name,
-                "log_offset": self.log_offset,
-                "n_users": len(self.users),
-                "n_items": len(self.items),
-                "metrics": self.metrics,
-                "meta": self.meta,
-            },
+        window = DataWindow(
+            self.meta.get("time_min_ms"),
+            self.meta.get("time_max_ms"),
+            int(self.meta.get("n_interactions", 0)),
+            self.log_offset,
         )
+        self.manifest = ModelManifest(
+            self.version,
+            self.model_name,
+            parent_version=self.parent_version,
+            data_window=window,
+            config=self.config,
+            n_users=len(self.users),
+            n_items=len(self.items),
+            metrics=self.metrics,
+            meta=self.meta,
+        )
+        self.manifest.write(folder)
 
     @staticmethod
     def read_log_offset(folder: str | Path) -> int:
         """The event-log offset a saved bundle's data ends at (from its manifest only)."""
-        return int(read_manifest(Path(folder)).get("log_offset", 0))
+        return ModelManifest.read(folder).log_offset
 
     @classmethod
     def load(cls, folder: str | Path) -> Bundle:
         """Read a bundle written by :meth:`save`, checking its format version."""
         folder = Path(folder)
-        manifest = read_manifest(folder)
-        if manifest.get("kind") != "bundle" or manifest.get("format_version") != FORMAT_VERSION:
-            raise CorruptDataError(
-                f"{folder}: not a funnel bundle of format_version {FORMAT_VERSION} "
-                f"(kind={manifest.get('kind')!r}, format_version={manifest.get('format_version')!r})"
-            )
+        manifest = ModelManifest.read(folder)
         state = load_artifact(folder / "state", "bundle_state", FORMAT_VERSION).arrays
         return cls(
-            version=manifest["version"],
-            model_name=manifest["model"],
+            version=manifest.version,
+            model_name=manifest.model,
             model=load_model(folder / "model"),
             users=IdMap.load(folder / "users.arrow"),
             items=IdMap.load(folder / "items.arrow"),
@@ -109,9 +114,12 @@ class Bundle:
             popularity=state["popularity"],
             listed=state["listed"].astype(bool),
             titles=_load_titles(folder / "titles.arrow"),
-            log_offset=int(manifest.get("log_offset", 0)),
-            metrics=manifest.get("metrics", {}),
-            meta=manifest.get("meta", {}),
+            log_offset=manifest.log_offset,
+            metrics=manifest.metrics,
+            meta=manifest.meta,
+            parent_version=manifest.parent_version,
+            config=manifest.config,
+            manifest=manifest,
         )
 
 

@@ -4,6 +4,7 @@ import pytest
 from funnel.core.errors import NotFoundError
 from funnel.core.schema import ITEMS
 from funnel.data.lake import Lake
+from funnel.training.manifest import ModelManifest
 from funnel.training.registry import ModelRegistry
 
 
@@ -50,7 +51,7 @@ def test_registry_promotes_atomically_and_lists_versions(tmp_path):
     v1, v2 = "20260101-000000-aaaaaa", "20260102-000000-bbbbbb"
     for v in (v1, v2):
         (tmp_path / v).mkdir()
-        (tmp_path / v / "manifest.json").write_text("{}")
+        ModelManifest(v, "pop").write(tmp_path / v)
     (tmp_path / "20260103-000000-cccccc").mkdir()  # incomplete: no manifest
     assert reg.versions() == [v1, v2]
     reg.promote(v1)
