@@ -29,9 +29,11 @@ def evaluation_table(result: dict[str, Any], n_users: int | None = None) -> Tabl
 
 
 def train_table(summary: Any) -> Table:
-    """The model-selection table of a training run and the version made live."""
+    """The model-selection table of a training run, the version it wrote and what the gate made of it."""
+    status = getattr(summary, "status", "live")
+    verdict = {"live": "now live", "rejected": "REJECTED by the gate, not live"}.get(status, status)
     table = Table(
-        title=f"trained {summary.model} → version {summary.version} "
+        title=f"trained {summary.model} → version {summary.version}, {verdict} "
         f"({summary.n_interactions} interactions, {summary.n_users} users, {summary.n_items} items, "
         f"{summary.seconds:.1f}s)"
     )
@@ -89,4 +91,84 @@ def retrieval_table(result: dict[str, Any]) -> Table:
         table.add_column(key, justify="right")
     for name, row in results.items():
         table.add_row(name, *(f"{row[key]:.4f}" for key in ks), style="bold" if name == "merged" else None)
+    return table
+
+
+def _when(ms: Any) -> str:
+    """Epoch milliseconds as ``YYYY-MM-DD HH:MM`` UTC (``-`` when unknown)."""
+    import datetime as dt
+
+    if ms is None:
+        return "-"
+    return dt.datetime.fromtimestamp(int(ms) / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def gate_table(gate: dict[str, Any]) -> Table:
+    """The gate's checks: candidate value, live value, threshold, pass/fail (``GateReport.to_dict``)."""
+    verdict = "passed" if gate.get("passed") else "FAILED"
+    if gate.get("forced"):
+        verdict += " (promoted anyway: forced)"
+    window = gate.get("window") or {}
+    where = (
+        f"held-out window after {_when(window.get('start_ms'))} UTC: {window.get('n_users')} users, "
+        f"{window.get('n_events')} events"
+        if window
+        else "no window (first version: guardrails on its own lists)"
+    )
+    table = Table(title=f"gate {verdict} · k={gate.get('k')} · {where} · {gate.get('seconds', 0):.1f}s")
+    table.add_column("check")
+    table.add_column("candidate", justify="right")
+    table.add_column(f"live {gate.get('live_version') or ''}".strip(), justify="right")
+    table.add_column("threshold", justify="right")
+    table.add_column("result")
+    for c in gate.get("checks", []):
+        result = "ok" if c["passed"] else "FAIL: " + c["detail"]
+        if c["passed"] and c.get("detail"):
+            result = f"ok ({c['detail']})"
+        table.add_row(c["name"], _num(c.get("value")), _num(c.get("live")), _num(c.get("threshold")), result)
+    return table
+
+
+def models_table(manifests: list[Any], previous: str | None = None) -> Table:
+    """One row per version (``ModelManifest``): status, model, data window, gate NDCG, parent, reason."""
+    table = Table(title="model versions (oldest first)")
+    for col in ("version", "status", "model", "trained (UTC)", "data until", "ndcg", "parent", "reason"):
+        table.add_column(col, justify="right" if col == "ndcg" else "left")
+    for m in manifests:
+        gate = m.metrics.get("gate") or {}
+        ndcg = (gate.get("candidate") or {}).get("ndcg")
+        status = m.status + (" (rollback target)" if m.version == previous else "")
+        table.add_row(
+            m.version, status, m.model, _when(m.created_at_ms), _when(m.data_window.end_ms), _num(ndcg),
+            m.parent_version or "-", m.reason or "",
+            style="bold" if m.status == "live" else ("dim" if m.status == "rejected" else None),
+        )  # fmt: skip
+    return table
+
+
+def manifest_table(m: Any) -> Table:
+    """One version's manifest (``ModelManifest``) as field / value rows."""
+    table = Table(title=f"model version {m.version}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    w = m.data_window
+    rows = [
+        ("status", m.status + (f" — {m.reason}" if m.reason else "")),
+        ("model", m.model),
+        ("parent version", m.parent_version or "- (first)"),
+        ("trained", f"{_when(m.created_at_ms)} UTC"),
+        ("data window", f"{_when(w.start_ms)} .. {_when(w.end_ms)} UTC, {w.n_interactions} interactions"),
+        ("event-log offset", str(w.log_offset)),
+        ("users × items", f"{m.n_users} × {m.n_items}"),
+        ("config hash", m.config_hash),
+        ("feature version", m.feature_version),
+        ("package version", m.package_version),
+        ("format version", str(m.format_version)),
+    ]
+    for field, value in rows:
+        table.add_row(field, value)
     return table

@@ -40,8 +40,10 @@ from funnel.events.registry import open_event_log
 from funnel.events.tables import interactions_table
 from funnel.pipeline import Pipeline, RankedList
 from funnel.training.bundle import Bundle
+from funnel.training.gates import GateConfig
 from funnel.training.registry import ModelRegistry
-from funnel.training.trainer import TrainSummary, train_bundle
+from funnel.training.release import train_and_release
+from funnel.training.trainer import TrainSummary
 
 log = logging.getLogger(__name__)
 _READ_BATCH = 10_000
@@ -144,21 +146,28 @@ class Engine:
         k: int = 10,
         params: dict[str, Any] | None = None,
         ranking: dict[str, Any] | None = None,
+        *,
+        gate: GateConfig | None = None,
+        force: bool = False,
     ) -> TrainSummary:
-        """Fit the pipeline and the strongest baseline on everything imported and logged; make it live.
+        """Fit the pipeline and the strongest baseline on everything imported and logged; gate it.
 
         ``model="auto"`` compares the baselines on a held-out split and keeps the best NDCG@k;
         naming one (``ease``, ``als``, ``itemknn``, ``pop``) skips the comparison. With
         ``model="auto"`` the retrieval + ranking pipeline (:mod:`funnel.ranking`; ``ranking``: its
         arguments) is trained too and serves ``recommend``; the baseline serves similar items and
         is the fallback. A named model trains that baseline only.
+
+        The new version goes live only if the gate passes (:mod:`funnel.training.gates`; ``gate``:
+        its thresholds) or ``force`` is set; otherwise it stays in the registry as ``rejected``
+        and the summary's ``status`` and ``gate["reason"]`` say why.
         """
         end = self.event_log.end_offset
         log_table = self._read_log(0, end)
         if ranking is None and model == "auto":
             ranking = {}
-        summary = train_bundle(
-            self.data_dir, self.lake, self.registry, log_table, end, model, k, params, ranking
+        summary = train_and_release(
+            self.data_dir, self.lake, self.registry, log_table, end, model, k, params, ranking, gate, force
         )
         self._pipeline = None
         return summary

@@ -127,6 +127,35 @@ def _check_ratio(ratio: float) -> None:
         )
 
 
+def split_at(inter: Interactions, cut_ms: int) -> Split:
+    """The ``temporal`` protocol at a given cut (epoch ms) instead of a quantile of the events.
+
+    Events at or before ``cut_ms`` train, later ones test (test rows of users without training
+    history dropped), as in :func:`make_split`; ``ratio`` is the training share of the pairs.
+    The model registry's gate holds out the events after a live model's data this way.
+
+    >>> import pyarrow as pa
+    >>> t = pa.table({"user_id": ["a", "a", "b", "b"], "item_id": ["x", "y", "x", "z"],
+    ...               "timestamp": [1, 3, 2, 4]})
+    >>> s = split_at(Interactions.from_table(t), 2)
+    >>> s.train.nnz, s.test.nnz, s.test_users.tolist(), s.ratio
+    (2, 2, [0, 1], 0.5)
+    """
+    u, i, ts = _positive_pairs(inter)
+    ratio = float(np.mean(ts <= cut_ms)) if len(ts) else 0.0
+    return _cut(u, i, ts, int(cut_ms), (inter.n_users, inter.n_items), ratio)
+
+
+def _cut(
+    u: np.ndarray, i: np.ndarray, ts: np.ndarray, cut: int, shape: tuple[int, int], ratio: float
+) -> Split:
+    after = ts > cut
+    has_train = np.bincount(u[~after], minlength=shape[0]) > 0
+    train = _matrix(u[~after], i[~after], shape)
+    test_mask = after & has_train[u]
+    return Split(train, _matrix(u[test_mask], i[test_mask], shape), "temporal", ratio, None, cut)
+
+
 def make_split(inter: Interactions, protocol: str, ratio: float = 0.75, seed: int = 42) -> Split:
     """Split ``inter`` with ``protocol`` (one of :data:`PROTOCOLS`); ``ratio`` is the train fraction."""
     _check_ratio(ratio)
@@ -143,11 +172,7 @@ def make_split(inter: Interactions, protocol: str, ratio: float = 0.75, seed: in
         test = _tail_mask(u, (i, ts), n_train)  # ties in time: by item index (deterministic)
     elif protocol == "temporal":
         cut = int(np.quantile(ts, ratio, method="lower")) if len(ts) else 0
-        after = ts > cut
-        has_train = np.bincount(u[~after], minlength=shape[0]) > 0
-        train = _matrix(u[~after], i[~after], shape)
-        test_mask = after & has_train[u]
-        return Split(train, _matrix(u[test_mask], i[test_mask], shape), protocol, ratio, None, cut)
+        return _cut(u, i, ts, cut, shape, ratio)
     else:
         known = ", ".join(PROTOCOLS)
         raise ValidationError(f"unknown protocol {protocol!r}; known: {known}", field="protocol")

@@ -59,6 +59,11 @@ class TrainSummary:
     protocol: str = ""
     seconds: float = 0.0
     ranking: dict[str, Any] = field(default_factory=dict)
+    status: str = "candidate"
+    """What the registry made of the version: ``live`` or ``rejected`` (see funnel.training.release)."""
+    gate: dict[str, Any] = field(default_factory=dict)
+    """The gate's report (:class:`funnel.training.gates.GateReport` as a dict); empty if not gated."""
+    parent_version: str | None = None
 
 
 def load_idmap(path: Path) -> IdMap:
@@ -109,19 +114,24 @@ def train_bundle(
     k: int = 10,
     params: dict[str, Any] | None = None,
     ranking: dict[str, Any] | None = None,
+    *,
+    events: pa.Table | None = None,
+    parent_version: str | None = None,
+    folder: Path | None = None,
 ) -> TrainSummary:
-    """Train on the lake plus ``log_table``, write a bundle, promote it; see the module doc.
+    """Train on the lake plus ``log_table``, write a ``candidate`` bundle; see the module doc.
 
     ``ranking`` (``RankingPipeline`` arguments; ``None``: no pipeline) also trains the retrieval +
     ranking pipeline into the bundle (``ranking/`` and the data it serves from). Too little data
     for a label window skips it with the reason in the summary; the baseline still serves.
+    ``events`` (default: :func:`training_events`) are the interactions to train on;
+    ``parent_version`` is recorded in the manifest; ``folder`` (default: a new version of
+    ``registry``) is where the bundle goes. Promotion is :mod:`funnel.training.release`'s job.
     """
     start = time.perf_counter()
     if model != "auto" and model not in MODELS:
         raise ValidationError(f"unknown model {model!r}; known: auto, {', '.join(MODELS)}", field="model")
-    table = lake.read("interactions")
-    if log_table.num_rows:
-        table = pa.concat_tables([table, log_table.cast(table.schema)])
+    table = training_events(lake, log_table) if events is None else events
     if table.num_rows == 0:
         raise NotFoundError(f"no interactions in {data_dir}: import some first (funnel import)")
     catalogue = lake.read("items")
@@ -141,8 +151,8 @@ def train_bundle(
         name, selection, protocol = _select(inter, k, candidates)
     X = inter.to_csr()
     fitted = make_model(name, **(params or {})).fit(X)
-    version = registry.new_version()
-    folder = registry.root / version
+    version = registry.new_version() if folder is None else folder.name
+    folder = registry.root / version if folder is None else folder
     # impressions reach the ranker (position bias) once the lake stores them
     shown = lake.read("impressions") if ranking is not None and "impressions" in LAKE_KINDS else None
     ranked = (
@@ -161,6 +171,8 @@ def train_bundle(
         listed=_listed_for(items, catalogue),
         titles=_titles_for(items, catalogue),
         log_offset=log_offset,
+        parent_version=parent_version,
+        config={"model": model, "k": k, "params": params or {}, "ranking": ranking},
         metrics={"selection": selection, "protocol": protocol, "k": k},
         meta={
             "n_interactions": len(inter),
@@ -170,12 +182,19 @@ def train_bundle(
     )
     bundle.meta["ranking"] = ranked
     bundle.save(folder)  # the manifest last: the ranking files are already in place
-    registry.promote(version)
     log.info("trained %s as version %s", name, version)
     return TrainSummary(
         version, name, len(users), len(items), len(inter), selection, protocol, time.perf_counter() - start,
-        ranked,
+        ranked, parent_version=parent_version,
     )  # fmt: skip
+
+
+def training_events(lake: Lake, log_table: pa.Table) -> pa.Table:
+    """Every interaction the engine holds: the lake's, then ``log_table``'s (the event log)."""
+    table = lake.read("interactions")
+    if log_table.num_rows:
+        table = pa.concat_tables([table, log_table.cast(table.schema)])
+    return table
 
 
 def _train_ranking(
