@@ -21,6 +21,7 @@ import pyarrow as pa
 import typer
 from rich.console import Console
 
+from funnel.cli_experiment import experiment_app
 from funnel.core.errors import FunnelError, exit_code
 
 app = typer.Typer(
@@ -373,6 +374,9 @@ def report(
     for alarm in data.alarms:
         console.print(f"{alarm.status:>8}  {alarm.name}: {alarm.message}", markup=False, highlight=False)
     console.print(f"wrote {path}")
+
+
+app.add_typer(experiment_app, name="experiment")
 
 
 def main() -> None:

@@ -228,6 +228,8 @@ class Impression:
     ``propensities`` and ``sources`` are optional per-item lists echoed from the response: the
     probability each item had of its slot (exploration), and what produced it (the response's
     ``reason_code``, or a retrieval source name), which monitoring attributes clicks to.
+    ``experiment`` and ``arm``: the running experiment and the arm the page was served under
+    (:mod:`funnel.experiments.exposure` joins clicks to arms through them).
     """
 
     request_id: str
@@ -237,6 +239,7 @@ class Impression:
     timestamp: int
     surface: str | None = None
     arm: str | None = None
+    experiment: str | None = None
     propensities: tuple[float, ...] | None = None
     sources: tuple[str, ...] | None = None
 
@@ -275,6 +278,7 @@ class Impression:
             timestamp=check_timestamp(data.get("timestamp"), row),
             surface=_optional_str(data, "surface", row),
             arm=_optional_str(data, "arm", row),
+            experiment=_optional_str(data, "experiment", row),
             propensities=tuple(float(p) for p in props) if props is not None else None,
             sources=tuple(sources) if sources is not None else None,
         )

@@ -56,7 +56,7 @@ def format_report(report: ExperimentReport) -> str:
         for a in report.arms
     ]  # fmt: skip
     header = ["arm", "users", "share", "expected", "impressions", "CTR", "clickers", "engagement/user"]
-    lines += ["", _table(header, arm_rows, left=1)]
+    lines += ["", format_table(header, arm_rows, left=1)]
     rows = []
     for comp in report.comparisons:
         for metric in METRICS:
@@ -77,7 +77,7 @@ def format_report(report: ExperimentReport) -> str:
         header = ["arm", "metric", "control", "arm value", "diff", "lift", "p", "always-valid p", "verdict"]
         level = f"{1 - report.alpha:.0%}"
         lines += ["", f"vs control ({report.arms[0].name}); diff and lift with {level} intervals"]
-        lines.append(_table(header, rows, left=2))
+        lines.append(format_table(header, rows, left=2))
     return "\n".join(lines)
 
 
@@ -93,7 +93,7 @@ def _diff(value: float, metric: str) -> str:
     return f"{value:+.4g}" if metric == "engagement" else f"{value * 100:+.2f}pp"
 
 
-def _table(header: list[str], rows: list[list[str]], left: int) -> str:
+def format_table(header: list[str], rows: list[list[str]], left: int) -> str:
     """Cells padded to the widest of their column; the first ``left`` columns left-aligned."""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
