@@ -3,7 +3,7 @@
 Layout::
 
     models/
-      20261122-105100-3fa2c1/     one bundle per training run (see funnel.training.bundle)
+      20261122-105100.042-3fa2c1/ one bundle per training run (see funnel.training.bundle)
         manifest.json             status, parent, data window, metrics, ... (ModelManifest)
         ...
       LIVE                        the live version's name, replaced atomically
@@ -72,8 +72,13 @@ class ModelRegistry:
             self.root.mkdir(parents=True, exist_ok=True)
 
     def new_version(self) -> str:
-        """A fresh, sortable version name (UTC time plus a random suffix)."""
-        return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+        """A fresh version name that sorts by creation time: UTC time to the millisecond, random suffix.
+
+        E.g. ``20261122-105100.042-3fa2c1`` (two versions trained within one second keep their order).
+        """
+        now = time.time()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+        return f"{stamp}.{int(now * 1000) % 1000:03d}-{uuid.uuid4().hex[:6]}"
 
     def versions(self) -> list[str]:
         """Every complete bundle (one with a manifest), oldest first; hidden folders are scratch."""

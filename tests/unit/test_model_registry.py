@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 
 import pytest
 
@@ -138,3 +139,13 @@ def test_readers_never_see_a_torn_pointer_during_promotions(tmp_path):
         stop.set()
         reader.join()
     assert seen <= {"v1", "v2"} and len(seen) == 2
+
+
+def test_version_names_sort_in_creation_order_within_one_second(tmp_path):
+    reg = ModelRegistry(tmp_path)
+    names = []
+    for _ in range(5):
+        names.append(reg.new_version())
+        time.sleep(0.002)
+    assert names == sorted(names) and len(set(names)) == 5
+    assert all(name[8] == "-" and name[15] == "." for name in names)  # YYYYmmdd-HHMMSS.mmm-xxxxxx

@@ -9,7 +9,7 @@ and the serving workers pick the new version up on their next request.
 Example (open app, no keys)::
 
     curl localhost:8000/v1/models
-    curl -X POST 'localhost:8000/v1/models/20261122-105100-3fa2c1/promote?force=true'
+    curl -X POST 'localhost:8000/v1/models/20261122-105100.042-3fa2c1/promote?force=true'
     curl -X POST localhost:8000/v1/models/rollback
 """
 
