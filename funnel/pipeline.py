@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from funnel.core.interactions import Interactions
 from funnel.events.protocol import LogRecord
 from funnel.events.tables import interactions_table
+from funnel.experiments.overrides import ArmOverrides
 from funnel.ranking.features import Context
 from funnel.ranking.serving import RankingServer
 from funnel.ranking.trace import RequestTrace
@@ -154,9 +155,12 @@ class Pipeline:
         segments: dict[str, str] | None = None,
         context: Context | None = None,
         trace: RequestTrace | None = None,
+        overrides: ArmOverrides | None = None,
     ) -> list[RankedList]:
         """Top-``k`` for each user, seen and unlisted items excluded, with reasons.
 
+        ``overrides``: an experiment arm's settings, applied by the ranking pipeline (the
+        baseline has none to change).
         With a ranking pipeline in the bundle: retrieval, ranking and re-ranking (policy filters
         use ``segments``, e.g. the request's ``country``, over the users' attributes); should it
         fail, the baseline serves and each list says ``fallback="baseline"``. ``trace`` (one
@@ -169,7 +173,7 @@ class Pipeline:
         rows = self.history_rows(user_ids)
         if self.ranking is not None:
             try:
-                return self._ranked(user_ids, rows, k, segments, context, trace)
+                return self._ranked(user_ids, rows, k, segments, context, trace, overrides=overrides)
             except Exception as exc:  # the baseline is the fallback of the full pipeline
                 log.exception("ranking pipeline failed; serving the baseline")
                 if trace is not None:
@@ -190,10 +194,12 @@ class Pipeline:
         segments: dict[str, str] | None,
         context: Context | None = None,
         trace: RequestTrace | None = None,
+        overrides: ArmOverrides | None = None,
     ) -> list[RankedList]:
         assert self.ranking is not None
         out = []
-        for page in self.ranking.recommend(user_ids, rows, k, segments, context, trace):
+        pages = self.ranking.recommend(user_ids, rows, k, segments, context, trace, overrides=overrides)
+        for page in pages:
             listed = self.bundle.listed[page.items]
             if trace is not None and not listed.all():
                 trace.step("listed").remove(page.items[~listed], "unlisted")

@@ -9,8 +9,9 @@ Backends by URL (one :class:`~funnel.core.registry.BackendRegistry`): ``memory:/
 process: the embedded mode) and ``redis://host:port/db?stream=S`` (a Redis Stream; default
 stream ``funnel:entities``, ``timeout`` in seconds).
 
-A change is ``(kind, id, data)``: kind ``item`` (``data`` is the item's fields), ``unlist`` or
-``user`` (``data`` holds the user's attributes). ``read(after)`` returns the changes after the
+A change is ``(kind, id, data)``: kind ``item`` (``data`` is the item's fields), ``unlist``,
+``user`` (``data`` holds the user's attributes) or ``experiment`` (``data`` is the whole
+experiment record: :mod:`funnel.api.experiments`). ``read(after)`` returns the changes after the
 opaque position ``after`` and the new position.
 
 Example:
@@ -34,12 +35,12 @@ from funnel.core.errors import ConfigError
 from funnel.core.registry import BackendRegistry
 from funnel.events.redis_log import redis_from_url, unavailable
 
-KINDS = ("item", "unlist", "user")
+KINDS = ("item", "unlist", "user", "experiment")
 
 
 @dataclass(frozen=True)
 class EntityChange:
-    """One change: ``kind`` (item | unlist | user), the entity ``id`` and its ``data``."""
+    """One change: ``kind`` (item | unlist | user | experiment), the entity ``id`` and its ``data``."""
 
     kind: str
     id: str

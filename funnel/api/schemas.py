@@ -66,7 +66,11 @@ InteractionBatch = Annotated[list[InteractionIn], Field(min_length=1, max_length
 
 
 class ImpressionIn(Closed):
-    """The page a user was shown: item ids and their positions (0-based), from one request."""
+    """The page a user was shown: item ids and their positions (0-based), from one request.
+
+    ``experiment`` and ``arm``: echo the response's; when both are absent the server fills them
+    from the user's assignment in the running experiment.
+    """
 
     request_id: Id
     user_id: Id
@@ -76,6 +80,7 @@ class ImpressionIn(Closed):
     ]
     propensities: list[Annotated[float, Field(gt=0, le=1)]] | None = None
     surface: Id | None = None
+    experiment: Id | None = None
     arm: Id | None = None
     timestamp: EpochMs | None = Field(default=None, description="epoch milliseconds; default: now")
 
@@ -237,12 +242,17 @@ class DebugOut(BaseModel):
 
 
 class RecommendationsOut(BaseModel):
-    """A page of recommendations; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    """A page of recommendations; pass ``next_cursor`` back as ``cursor`` for the next page.
+
+    ``experiment`` and ``arm``: the running experiment and the user's arm in it (null when the
+    user is in none); log them with the impression.
+    """
 
     items: list[RecommendedItem]
     request_id: str
     next_cursor: str | None
     model_version: str | None
+    experiment: str | None = None
     arm: str | None = None
     fallback: str | None = None
     debug: DebugOut | None = None

@@ -51,6 +51,8 @@ from funnel.api.breaker import CircuitBreaker
 from funnel.api.cursor import MAX_SERVED, decode_cursor, encode_cursor
 from funnel.api.debug import filter_reasons, record_request
 from funnel.api.entity_feed import EntityChange, EntityFeed, open_entity_feed
+from funnel.api.experiments import KIND as EXPERIMENT
+from funnel.api.experiments import ExperimentBook
 from funnel.api.history import UserHistory
 from funnel.api.metrics import ApiMetrics
 from funnel.core.errors import FunnelError, NotFoundError, UnavailableError, ValidationError
@@ -112,6 +114,9 @@ class RecommendationPage:
     fallback: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     trace: RequestTrace | None = None
+    experiment: str | None = None
+    """The running experiment the user is in (``arm`` names their arm), else None."""
+    arm: str | None = None
 
 
 class RecommendationService:
@@ -141,6 +146,7 @@ class RecommendationService:
         self._categories: dict[str, np.ndarray] | None = None
         self._version: str | None = None
         self.history = UserHistory(engine)
+        self.experiments = ExperimentBook(engine.data_dir, self.feed)
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -203,6 +209,8 @@ class RecommendationService:
             elif change.kind == "user":
                 attrs = change.data.get("attributes") or {}
                 self._user_attrs[change.id] = {str(k): str(v) for k, v in attrs.items()}
+            elif change.kind == EXPERIMENT:
+                self.experiments.apply(change.data)
 
     def _add_items(self, rows: list[dict[str, Any]]) -> None:
         """Make new catalogue items retrievable now (content embedding, ANN index); see Pipeline.add_items."""
@@ -242,12 +250,16 @@ class RecommendationService:
         segments = {**self._user_attrs.get(request.user_id, {})}
         if request.country is not None:
             segments["country"] = request.country
+        assigned = self.experiments.assign(request.user_id)
         t1 = time.perf_counter()
         with self._lock:
             pipeline = self._pipeline()
             fetch = min(MAX_FETCH, (request.limit + len(excluded)) * (4 if request.category else 1))
             try:
-                ranked = pipeline.recommend([request.user_id], fetch, segments or None, context, trace)[0]
+                overrides = assigned.overrides if assigned is not None else None
+                ranked = pipeline.recommend(
+                    [request.user_id], fetch, segments or None, context, trace, overrides=overrides
+                )[0]
             except Exception as exc:
                 log.exception("pipeline failed; serving popular items")
                 items = pipeline.popular(fetch)
@@ -279,9 +291,12 @@ class RecommendationService:
         self.metrics.stages.labels(stage="pipeline").observe(timings["pipeline"] / 1e3)
         now_served = served + [r.item_id for r in recs]
         more = len(recs) == request.limit and len(now_served) + request.limit <= MAX_SERVED
-        return RecommendationPage(
+        page = RecommendationPage(
             recs, encode_cursor(now_served) if more else None, self._version, fallback, timings, trace
         )
+        if assigned is not None:
+            page.experiment, page.arm = assigned.experiment, assigned.arm
+        return page
 
     def _count_sources(self, pipeline: Pipeline) -> None:
         if pipeline.ranking is None:
@@ -392,6 +407,7 @@ class RecommendationService:
             raise ValidationError(
                 f"has {len(positions)} entries but items_shown has {len(shown)}", field="positions"
             )
+        experiment, arm = self.experiments.stamp(data["user_id"], data.get("experiment"), data.get("arm"))
         event = Impression.from_dict(
             {
                 "request_id": data["request_id"],
@@ -400,7 +416,8 @@ class RecommendationService:
                 "positions": positions,
                 "timestamp": data.get("timestamp") or _now_ms(),
                 "surface": data.get("surface"),
-                "arm": data.get("arm"),
+                "experiment": experiment,
+                "arm": arm,
                 "propensities": data.get("propensities"),
             }
         )

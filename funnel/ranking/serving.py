@@ -30,6 +30,7 @@ import scipy.sparse as sp
 
 from funnel.core.schema import Interaction
 from funnel.events.protocol import LogRecord
+from funnel.experiments.overrides import ArmOverrides
 from funnel.features.materialize import materialize
 from funnel.features.offline import OfflineStore, write_partitioned
 from funnel.features.online.memory import MemoryOnlineStore
@@ -84,6 +85,7 @@ class RankingServer:
         self.user_index = {u: i for i, u in enumerate(users.column("user_id").to_pylist())}
         self.attrs = user_attributes(users, SEGMENT_FIELDS)
         self._popular = np.argsort(-pipeline.statics_.popularity, kind="stable")
+        self._arm_rerankers: dict[str, tuple[ReRanker, ReRanker]] = {}
 
     @classmethod
     def load(cls, folder: str | Path, now_ms: int, rerank: RerankConfig | None = None) -> RankingServer:
@@ -176,9 +178,12 @@ class RankingServer:
         segments: Mapping[str, str] | None = None,
         context: Context | None = None,
         trace: RequestTrace | None = None,
+        overrides: ArmOverrides | None = None,
     ) -> list[Page]:
         """A re-ranked page of ``k`` items per user (``histories``: their current positive items).
 
+        ``overrides`` (an experiment arm's: :mod:`funnel.experiments.overrides`) replace the
+        ranker's head weights and re-ranking settings for these users.
         ``segments`` (e.g. the request's ``country``) override the users' stored attributes;
         ``context`` (device, surface) feeds the ranker's context features. A page the policy
         leaves short is topped up from the most popular items, re-ranked with the same filters
@@ -193,9 +198,11 @@ class RankingServer:
         query = RetrievalQuery(user_ids, H, self._recent(user_ids), segments, self.now_ms)
         pages = []
         fallback = None
+        reranker = self._reranker(overrides)
+        weights = overrides.weights(self.pipeline.ranker_.weights) if overrides is not None else None
         try:
             contexts = [context] * len(user_ids) if context else None
-            ranked = self.pipeline.rank(query, self.features, contexts, trace=trace)
+            ranked = self.pipeline.rank(query, self.features, contexts, trace=trace, weights=weights)
         except Exception as exc:  # the retrieval order is the ranker's fallback
             log.exception("ranking failed; serving the retrieval order")
             fallback = "retrieval_order"
@@ -214,21 +221,33 @@ class RankingServer:
             )
             rng = np.random.default_rng(zlib.crc32(f"{self.seed}:{user_ids[r]}:{self.now_ms}".encode()))
             slate = Slate.from_merged(merged, scores)
-            main = page = self.reranker.rerank(slate, user, PageRequest(k=k, now_ms=self.now_ms), rng)
+            main = page = reranker.rerank(slate, user, PageRequest(k=k, now_ms=self.now_ms), rng)
             if len(page) < k:
-                page = self._top_up(page, user, k, rng)
+                page = self._top_up(page, user, k, rng, reranker)
             if trace is not None and r == 0:
                 trace.record_rerank(main, page)
             page.fallback = fallback
             pages.append(page)
         return pages
 
-    def _top_up(self, page: Page, user: UserContext, k: int, rng: np.random.Generator) -> Page:
+    def _reranker(self, overrides: ArmOverrides | None) -> ReRanker:
+        """The re-ranker with an arm's settings (built once per arm and item table)."""
+        if overrides is None or not overrides.rerank:
+            return self.reranker
+        base, variant = self._arm_rerankers.get(overrides.rerank_key, (None, None))
+        if base is not self.reranker or variant is None:  # new arm, or the item table grew
+            variant = ReRanker(overrides.rerank_config(self.reranker.config), self.reranker.table)
+            self._arm_rerankers[overrides.rerank_key] = (self.reranker, variant)
+        return variant
+
+    def _top_up(
+        self, page: Page, user: UserContext, k: int, rng: np.random.Generator, reranker: ReRanker
+    ) -> Page:
         """``page`` followed by the most popular eligible items it lacks (same filters)."""
         pool = self._popular[: 4 * k + len(user.seen) + len(page)]
         pool = pool[~np.isin(pool, page.items)]
         req = PageRequest(k=k - len(page), shown=page.items.astype(np.int64), now_ms=self.now_ms)
-        pad = self.reranker.rerank(Slate(pool, -np.arange(len(pool), dtype=np.float64)), user, req, rng)
+        pad = reranker.rerank(Slate(pool, -np.arange(len(pool), dtype=np.float64)), user, req, rng)
         return Page(
             np.concatenate([page.items, pad.items]),
             np.concatenate([page.scores, np.full(len(pad), -np.inf)]),

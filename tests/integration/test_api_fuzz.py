@@ -32,26 +32,30 @@ from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from funnel.api.app import create_app
-from funnel.api.routes import catalogue, events, health, recommendations
+from funnel.api.routes import catalogue, events, experiments, health, recommendations
 from funnel.engine import Engine
 
 EXAMPLES = 25
-SEMANTIC_FIELDS = {"cursor", "positions", "propensities"}
-"""Fields a spec-valid request may still be refused for (a rule between fields, an opaque token)."""
+SEMANTIC_FIELDS = {"cursor", "positions", "propensities", "arms"}
+"""Fields a spec-valid request may still be refused for (a rule between fields or list entries: arm
+names unique; an opaque token)."""
 ROUTES = sorted(
     f"{method} {route.path}"
-    for module in (recommendations, events, catalogue, health)
+    for module in (recommendations, events, catalogue, experiments, health)
     for route in module.router.routes
     for method in route.methods
 )
 
 
 def semantic_rejections(ctx, response, case):
-    """A spec-valid request is refused only with 404 or a 422 naming a cross-field/opaque field."""
+    """A spec-valid request is refused only with 404, 409 or a 422 naming a cross-field/opaque field.
+
+    409: the state forbids it (an experiment name already taken, another experiment running).
+    """
     meta = case.meta
     if meta is None or meta.generation.mode is not GenerationMode.POSITIVE:
         return None
-    if response.status_code < 400 or response.status_code in (404, 413) or response.status_code >= 500:
+    if response.status_code < 400 or response.status_code in (404, 409, 413) or response.status_code >= 500:
         return None  # 5xx: not_a_server_error's job; 413: a generated body over the cap
     field = (response.json().get("error") or {}).get("field") or ""
     if response.status_code == 422 and field.split(".")[-1] in SEMANTIC_FIELDS:
@@ -60,7 +64,7 @@ def semantic_rejections(ctx, response, case):
         operation=case.operation.label,
         message=f"a spec-valid request was refused: {response.status_code} {response.text[:300]}",
         status_code=response.status_code,
-        allowed_statuses=["2xx", "404", "422 on " + ", ".join(sorted(SEMANTIC_FIELDS))],
+        allowed_statuses=["2xx", "404", "409", "422 on " + ", ".join(sorted(SEMANTIC_FIELDS))],
     )
 
 

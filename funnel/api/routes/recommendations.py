@@ -69,7 +69,8 @@ def recommendations(
         request_id=request_id_of(request),
         next_cursor=page.next_cursor,
         model_version=page.model_version,
-        arm=None,
+        experiment=page.experiment,
+        arm=page.arm,
         fallback=page.fallback,
         debug=trace,
     )
