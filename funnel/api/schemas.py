@@ -69,7 +69,9 @@ class ImpressionIn(Closed):
     """The page a user was shown: item ids and their positions (0-based), from one request.
 
     ``experiment`` and ``arm``: echo the response's; when both are absent the server fills them
-    from the user's assignment in the running experiment.
+    from the user's assignment in the running experiment. ``propensities`` and ``sources``: one
+    per item shown, echoed from the response (``propensity``; ``reason_code`` or a retrieval
+    source name), so monitoring can attribute clicks to what produced each slot.
     """
 
     request_id: Id
@@ -79,6 +81,7 @@ class ImpressionIn(Closed):
         list[Annotated[int, Field(ge=0, le=100_000), _Integral]], Field(min_length=1, max_length=1000)
     ]
     propensities: list[Annotated[float, Field(gt=0, le=1)]] | None = None
+    sources: list[Id] | None = None
     surface: Id | None = None
     experiment: Id | None = None
     arm: Id | None = None

@@ -419,6 +419,7 @@ class RecommendationService:
                 "experiment": experiment,
                 "arm": arm,
                 "propensities": data.get("propensities"),
+                "sources": data.get("sources"),
             }
         )
         self.engine.event_log.append([event])

@@ -9,8 +9,8 @@ documented statuses), ``content_type_conformance``, ``response_schema_conformanc
 below. Two built-in checks are left out, and why:
 
 * ``positive_data_acceptance`` (a spec-valid request must not be a 4xx): some rules are not
-  expressible per field in OpenAPI — ``positions`` / ``propensities`` as long as ``items_shown``, a
-  ``cursor`` this API issued — and 404 is the answer for ids that do not exist. Instead,
+  expressible per field in OpenAPI — ``positions`` / ``propensities`` / ``sources`` as long as
+  ``items_shown``, a ``cursor`` this API issued — and 404 is the answer for ids that do not exist. Instead,
   :func:`semantic_rejections` allows a spec-valid request to be refused only for those reasons.
 * ``negative_data_rejection`` on GET: a query string carries no types, so "an array instead of
   a string" (``category=true``) is, on the wire, a valid string.
@@ -36,7 +36,7 @@ from funnel.api.routes import catalogue, events, experiments, health, recommenda
 from funnel.engine import Engine
 
 EXAMPLES = 25
-SEMANTIC_FIELDS = {"cursor", "positions", "propensities", "arms"}
+SEMANTIC_FIELDS = {"cursor", "positions", "propensities", "sources", "arms"}
 """Fields a spec-valid request may still be refused for (a rule between fields or list entries: arm
 names unique; an opaque token)."""
 ROUTES = sorted(

@@ -45,6 +45,10 @@ def impressions(
     body: ImpressionIn,
     svc: RecommendationService = Depends(service),  # noqa: B008
 ) -> Accepted:
-    """Log the page a user was shown (``items_shown`` with their ``positions``)."""
+    """Log the page a user was shown (``items_shown`` with their ``positions``).
+
+    ``propensities`` and ``sources`` (optional) give one value per item shown; ``sources`` labels
+    what produced each slot (the response's ``reason_code``), read by the per-source click monitor.
+    """
     svc.log_impression(body.model_dump())
     return Accepted(accepted=1, request_id=request_id_of(request))
