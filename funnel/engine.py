@@ -87,8 +87,10 @@ class Engine:
         self.event_log_url = event_log_url or f"file://{(self.data_dir / 'events').resolve()}"
         self._log: Any = None
         self._pipeline: Pipeline | None = None
-        self._read_offset = 0
         self.source_deadline_ms = source_deadline_ms
+        self.reload_live = True
+        """:meth:`pipeline` loads the version ``LIVE`` names when it changed; a server turns this off and
+        swaps versions in the background instead (:class:`funnel.api.hot_swap.HotSwapper`)."""
 
     # ---- data in -------------------------------------------------------------------------------
 
@@ -166,11 +168,10 @@ class Engine:
         log_table = self._read_log(0, end)
         if ranking is None and model == "auto":
             ranking = {}
-        summary = train_and_release(
+        # the pipeline held keeps serving: the next pipeline() call (or a server's HotSwapper) moves on
+        return train_and_release(
             self.data_dir, self.lake, self.registry, log_table, end, model, k, params, ranking, gate, force
         )
-        self._pipeline = None
-        return summary
 
     def _read_log(self, start: int, end: int) -> pa.Table:
         return interactions_table(self._read_records(start, end))
@@ -200,35 +201,56 @@ class Engine:
             self._pipeline.ranking.pipeline.retriever_.deadline_ms = deadline_ms
 
     def pipeline(self, catch_up: bool = True) -> Pipeline:
-        """The serving pipeline of the live model, caught up with the event log unless told not to."""
-        live = self.registry.live()
+        """The serving pipeline of the live model, caught up with the event log unless told not to.
+
+        The version ``LIVE`` names is loaded first when none is held, or (``reload_live``) when it
+        names another version than the one held.
+        """
+        held = self._pipeline
+        live = self.registry.live() if held is None or self.reload_live else held.bundle.version
         if live is None:
-            raise NotTrainedError(
-                f"no trained model in {self.data_dir}: run train() (or `funnel train`) first"
-            )
-        if self._pipeline is None or self._pipeline.bundle.version != live:
-            bundle = Bundle.load(self.registry.path(live))
-            self._pipeline = Pipeline(bundle, self.registry.path(live))
-            if self._pipeline.ranking is not None and self.source_deadline_ms is not None:
-                self._pipeline.ranking.pipeline.retriever_.deadline_ms = self.source_deadline_ms
-            self._read_offset = bundle.log_offset
+            if held is None:
+                raise NotTrainedError(
+                    f"no trained model in {self.data_dir}: run train() (or `funnel train`) first"
+                )
+        elif held is None or held.bundle.version != live:
+            self.swap(self.load_pipeline(live, catch_up=False))
         if catch_up:
             self.catch_up()
-        return self._pipeline
+        return self._pipeline  # type: ignore[return-value]
 
-    def catch_up(self) -> list[LogRecord]:
-        """Fold the events logged since the last look into the live pipeline; returns their records.
+    def load_pipeline(self, version: str, catch_up: bool = True, until: int | None = None) -> Pipeline:
+        """The serving pipeline of ``version``, fully loaded, without serving it (see :meth:`swap`).
 
-        Raises ``UnavailableError`` when the event log cannot be read (the pipeline keeps the
-        state it had: stale, but servable).
+        ``catch_up``: fold in the event log up to ``until`` (default: its end) first.
         """
-        pipeline = self.pipeline(catch_up=False)
-        end = self.event_log.end_offset
-        if end <= self._read_offset:
+        folder = self.registry.path(version)
+        pipeline = Pipeline(Bundle.load(folder), folder)
+        if pipeline.ranking is not None and self.source_deadline_ms is not None:
+            pipeline.ranking.pipeline.retriever_.deadline_ms = self.source_deadline_ms
+        if catch_up:
+            self.catch_up(pipeline, until)
+        return pipeline
+
+    def swap(self, pipeline: Pipeline) -> Pipeline | None:
+        """Serve ``pipeline`` from now on (one reference assignment); returns the one served before."""
+        previous, self._pipeline = self._pipeline, pipeline
+        return previous
+
+    def catch_up(self, pipeline: Pipeline | None = None, until: int | None = None) -> list[LogRecord]:
+        """Fold the events logged since the last look into ``pipeline`` (default: the served one).
+
+        Reads up to ``until`` (default: the log's end); returns the records folded in. Raises
+        ``UnavailableError`` when the event log cannot be read (the pipeline keeps the state it
+        had: stale, but servable).
+        """
+        pipeline = self.pipeline(catch_up=False) if pipeline is None else pipeline
+        end = self.event_log.end_offset if until is None else until
+        if end <= pipeline.read_offset:
             return []
-        records = self._read_records(self._read_offset, end)
+        records = self._read_records(pipeline.read_offset, end)
         pipeline.observe(records)
-        self._read_offset = end
+        pipeline.read_offset = end
         return records
 
     def to_recommendations(self, ranked: RankedList, pipeline: Pipeline) -> list[Recommendation]:

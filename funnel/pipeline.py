@@ -69,6 +69,8 @@ class Pipeline:
         self.n_items = bundle.history.shape[1]
         self.n_trained_items = self.n_items
         """The baseline model's catalogue: items added later (:meth:`add_items`) lie beyond it."""
+        self.read_offset = bundle.log_offset
+        """The event-log offset folded in so far (:meth:`funnel.engine.Engine.catch_up` moves it)."""
         self._anchors = ItemAnchors(bundle.history)
         self._fresh: dict[str, set[int]] = defaultdict(set)
         unlisted = np.flatnonzero(~bundle.listed[: self.n_items])
@@ -126,6 +128,15 @@ class Pipeline:
         if self.ranking is not None:
             self.ranking.add_items(rows, indices)
         return indices
+
+    def set_listed(self, item_ids: Sequence[str], listed: bool) -> None:
+        """Mark known ``item_ids`` listed or unlisted (a ``DELETE`` or a relisting since training).
+
+        The ranked pages obey it at once; the ANN indexes drop unlisted items at the next training.
+        """
+        idx = self.bundle.items.lookup(list(item_ids)) if len(item_ids) else np.zeros(0, np.int64)
+        idx = idx[(idx >= 0) & (idx < self.n_items)]
+        self.bundle.listed[idx] = listed
 
     def history_rows(self, user_ids: list[str]) -> sp.csr_matrix:
         """Binary history rows (training + fresh) for ``user_ids``; unknown users give empty rows."""

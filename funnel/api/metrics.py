@@ -62,6 +62,9 @@ class ApiMetrics:
         self.model_info = Gauge(
             "funnel_model_loaded", "1 for the model version being served", ["version"], registry=r
         )
+        self.model_swaps = Counter(
+            "funnel_model_swaps", "Newly promoted versions swapped in without a restart", registry=r
+        )
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

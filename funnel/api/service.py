@@ -15,6 +15,8 @@ It adds what a request path needs beyond the engine's Python API:
   failing pipeline serves the most popular listed items (``fallback="popular"``).
 * **Thread safety.** FastAPI runs the routes in a thread pool; one lock serialises the mutable
   pipeline state (catch-up, entity changes, ranking), event appends run outside it.
+* **Hot swap.** A newly promoted version is loaded in the background and swapped in between two
+  requests (:mod:`funnel.api.hot_swap`); every page names the version that ranked it.
 
 Example:
     >>> import tempfile, pyarrow as pa
@@ -54,6 +56,7 @@ from funnel.api.entity_feed import EntityChange, EntityFeed, open_entity_feed
 from funnel.api.experiments import KIND as EXPERIMENT
 from funnel.api.experiments import ExperimentBook
 from funnel.api.history import UserHistory
+from funnel.api.hot_swap import HotSwapper
 from funnel.api.metrics import ApiMetrics
 from funnel.core.errors import FunnelError, NotFoundError, UnavailableError, ValidationError
 from funnel.core.schema import Impression, Interaction, Item, User
@@ -67,6 +70,8 @@ from funnel.rerank.filters import policy_ok
 
 log = logging.getLogger(__name__)
 MAX_FETCH = 1000
+MODEL_VERSION_HEADER = "x-funnel-model-version"
+"""Response header naming the model version that answered (recommendations, similar items)."""
 _STAGE_FALLBACKS = ("popular", "baseline", "retrieval_order")
 """Fallbacks of a failed serving stage: reported even when the state is stale as well."""
 # epoch ms typed as timestamps: an int column would be read with a guessed unit (below 1e11: seconds)
@@ -147,6 +152,8 @@ class RecommendationService:
         self._version: str | None = None
         self.history = UserHistory(engine)
         self.experiments = ExperimentBook(engine.data_dir, self.feed)
+        self._feed_items: dict[str, dict[str, Any]] = {}  # item rows from the feed since the last swap
+        self.swapper = HotSwapper(engine, self._lock, self._prepare, self._finish, self._swapped)
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -158,6 +165,29 @@ class RecommendationService:
             self.metrics.model_info.labels(version=self._version).set(1)
         return pipeline
 
+    def _prepare(self, pipeline: Pipeline) -> None:
+        """A version about to be swapped in (unlocked): serve the lake's items its training did not see."""
+        items = self.engine.lake.read("items")
+        if items.num_rows:
+            unknown = pipeline.bundle.items.lookup(items.column("item_id")) < 0
+            rows = items.filter(pa.array(unknown))
+            latest = {key: i for i, key in enumerate(rows.column("item_id").to_pylist())}
+            if latest:
+                pipeline.add_items(rows.take(pa.array(list(latest.values()))))
+
+    def _finish(self, pipeline: Pipeline) -> None:
+        """Under the lock, before the swap: the items and listings the feed brought since."""
+        if self._feed_items:
+            self._add_items(list(self._feed_items.values()), pipeline)
+        pipeline.set_listed(sorted(self._unlisted), False)
+        pipeline.set_listed(sorted(self._relisted - self._unlisted), True)
+
+    def _swapped(self, pipeline: Pipeline) -> None:
+        self._feed_items.clear()
+        self.metrics.model_swaps.inc()
+        if self.swapper.last_load_s is not None:
+            self.metrics.stages.labels(stage="model_load").observe(self.swapper.last_load_s)
+
     def catch_up(self) -> bool:
         """Fold new events and entity changes in; False when they could not be read (stale state).
 
@@ -168,6 +198,7 @@ class RecommendationService:
         """
         with self._lock:
             self._pipeline()  # no model yet (NotTrainedError) is not a store failure: it propagates
+        self.swapper.check()  # a newly promoted version: loaded in the background
         if not self.breaker.allow():
             return False
         started = time.perf_counter()
@@ -195,29 +226,34 @@ class RecommendationService:
         new_rows = [c.data["row"] for c in changes if c.kind == "item" and "row" in c.data]
         if new_rows:
             self._add_items(new_rows)
+            self._feed_items.update((r["item_id"], r) for r in new_rows)
+        pipeline = self._pipeline()
         for change in changes:
             if change.kind == "unlist":
                 self._unlisted.add(change.id)
                 self._relisted.discard(change.id)
+                pipeline.set_listed([change.id], False)
             elif change.kind == "item":
                 self._categories = None  # the item's categories may have changed
                 if change.data.get("status", "listed") == "listed":
                     self._unlisted.discard(change.id)
                     self._relisted.add(change.id)
+                    pipeline.set_listed([change.id], True)
                 else:
                     self._unlisted.add(change.id)
+                    pipeline.set_listed([change.id], False)
             elif change.kind == "user":
                 attrs = change.data.get("attributes") or {}
                 self._user_attrs[change.id] = {str(k): str(v) for k, v in attrs.items()}
             elif change.kind == EXPERIMENT:
                 self.experiments.apply(change.data)
 
-    def _add_items(self, rows: list[dict[str, Any]]) -> None:
+    def _add_items(self, rows: list[dict[str, Any]], pipeline: Pipeline | None = None) -> None:
         """Make new catalogue items retrievable now (content embedding, ANN index); see Pipeline.add_items."""
         latest = {r["item_id"]: r for r in rows}
         table = to_canonical("items", pa.Table.from_pylist(list(latest.values()), schema=_ITEM_INPUT))
         t = time.perf_counter()
-        added = self._pipeline().add_items(table)
+        added = (pipeline or self._pipeline()).add_items(table)
         if len(added):
             self._categories = None
             self.metrics.stages.labels(stage="add_items").observe(time.perf_counter() - t)
@@ -291,9 +327,8 @@ class RecommendationService:
         self.metrics.stages.labels(stage="pipeline").observe(timings["pipeline"] / 1e3)
         now_served = served + [r.item_id for r in recs]
         more = len(recs) == request.limit and len(now_served) + request.limit <= MAX_SERVED
-        page = RecommendationPage(
-            recs, encode_cursor(now_served) if more else None, self._version, fallback, timings, trace
-        )
+        cursor = encode_cursor(now_served) if more else None
+        page = RecommendationPage(recs, cursor, pipeline.bundle.version, fallback, timings, trace)
         if assigned is not None:
             page.experiment, page.arm = assigned.experiment, assigned.arm
         return page
@@ -364,12 +399,17 @@ class RecommendationService:
 
     def similar(self, item_id: str, limit: int) -> list[Recommendation]:
         """Items similar to ``item_id`` (404 when it is not in the trained catalogue)."""
+        return self.similar_page(item_id, limit)[0]
+
+    def similar_page(self, item_id: str, limit: int) -> tuple[list[Recommendation], str]:
+        """:meth:`similar` and the model version that answered."""
         self.catch_up()
         if item_id in self._unlisted:
             raise NotFoundError(f"item {item_id!r} is unlisted")
         with self._lock:
             recs = self.engine.similar_items(item_id, min(MAX_FETCH, limit + len(self._unlisted)))
-        return [r for r in recs if r.item_id not in self._unlisted][:limit]
+            version = self._pipeline().bundle.version
+        return [r for r in recs if r.item_id not in self._unlisted][:limit], version
 
     # ---- writes ------------------------------------------------------------------------------
 

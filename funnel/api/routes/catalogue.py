@@ -19,7 +19,7 @@ from funnel.api.schemas import (
     RecommendedItem,
     UserIn,
 )
-from funnel.api.service import RecommendationService, finite_or_none
+from funnel.api.service import MODEL_VERSION_HEADER, RecommendationService, finite_or_none
 
 router = APIRouter(tags=["catalogue"])
 PathId = Annotated[str, Path(min_length=1, max_length=256, pattern=NOT_BLANK, description="not blank")]
@@ -41,9 +41,17 @@ _svc = Depends(service)
     dependencies=[Depends(require("read"))],
 )  # type: ignore[misc]
 def similar(
-    item_id: PathId, limit: Annotated[int, Query(ge=1, le=100)] = 10, svc: RecommendationService = _svc
+    response: Response,
+    item_id: PathId,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    svc: RecommendationService = _svc,
 ) -> list[RecommendedItem]:
-    """Items most similar to ``item_id`` (404 for an unknown or unlisted item)."""
+    """Items most similar to ``item_id`` (404 for an unknown or unlisted item).
+
+    The ``x-funnel-model-version`` header names the model version that answered.
+    """
+    recs, version = svc.similar_page(item_id, limit)
+    response.headers[MODEL_VERSION_HEADER] = version
     return [
         RecommendedItem(
             item_id=r.item_id,
@@ -52,7 +60,7 @@ def similar(
             reason_code=r.reason_code,
             title=r.title,
         )
-        for r in svc.similar(item_id, limit)
+        for r in recs
     ]
 
 

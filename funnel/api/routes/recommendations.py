@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.exceptions import HTTPException
 
 from funnel.api.auth import grants
@@ -12,7 +12,12 @@ from funnel.api.debug import trace_out
 from funnel.api.deps import require, service
 from funnel.api.errors import request_id_of
 from funnel.api.schemas import NOT_BLANK, ErrorOut, RecommendationsOut, RecommendedItem
-from funnel.api.service import RecommendationRequest, RecommendationService, finite_or_none
+from funnel.api.service import (
+    MODEL_VERSION_HEADER,
+    RecommendationRequest,
+    RecommendationService,
+    finite_or_none,
+)
 
 router = APIRouter(tags=["recommendations"])
 Short = Annotated[str | None, Query(min_length=1, max_length=64)]
@@ -27,6 +32,7 @@ _ERRORS = {
 @router.get("/v1/recommendations", response_model=RecommendationsOut, responses=_ERRORS)  # type: ignore[misc]
 def recommendations(
     request: Request,
+    response: Response,
     user_id: Annotated[str, Query(min_length=1, max_length=256, pattern=NOT_BLANK, description="not blank")],
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     device: Short = None,
@@ -44,7 +50,8 @@ def recommendations(
     ``exclude``: item ids never to return (repeat the parameter or comma-separate). ``cursor``:
     the previous page's ``next_cursor``. ``debug=true`` (admin scope) adds the request's trace:
     candidates per source, the ranked list with head scores and features, what each re-ranking
-    step changed, stage timings (see ``DebugOut``).
+    step changed, stage timings (see ``DebugOut``). ``model_version`` (also the
+    ``x-funnel-model-version`` header) names the version that ranked the page.
     """
     if debug and not grants(scopes, "admin"):
         raise HTTPException(403, "debug traces need the 'admin' scope")
@@ -64,6 +71,8 @@ def recommendations(
         for r in page.items
     ]
     trace = trace_out(page.trace, svc.breaker.state) if page.trace is not None else None
+    if page.model_version is not None:
+        response.headers[MODEL_VERSION_HEADER] = page.model_version
     return RecommendationsOut(
         items=items,
         request_id=request_id_of(request),
