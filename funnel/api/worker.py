@@ -1,12 +1,13 @@
 """``Worker``: the background half of serving — consume the event log and retrain on a schedule.
 
 The worker reads the event log as consumer group ``worker`` (its position survives restarts),
-and retrains (``Engine.train``, which makes the new version live: API workers pick it up on their
-next request) when ``retrain_events`` new events arrived since the live model's data, or when
-``retrain_interval_s`` passed since the last training with at least one new event. ``funnel
-worker`` runs it as its own process; ``funnel serve`` without Redis runs it in a thread beside
-the API (the embedded mode). Every step writes a heartbeat (the position and the time) that the
-consumer-staleness alarm reads (:mod:`funnel.monitoring.staleness`).
+and retrains (``Engine.train``, which makes the new version live if the gate passes it: API
+workers pick it up on their next request) when ``retrain_events`` new events arrived since the
+newest version's data (live, or rejected by the gate: a rejected retrain waits for that many
+more events), or when ``retrain_interval_s`` passed since the last training with at least one
+new event. ``funnel worker`` runs it as its own process; ``funnel serve`` without Redis runs it
+in a thread beside the API (the embedded mode). Every step writes a heartbeat (the position and
+the time) that the consumer-staleness alarm reads (:mod:`funnel.monitoring.staleness`).
 
 Example:
     >>> import tempfile, pyarrow as pa
@@ -20,7 +21,7 @@ Example:
     >>> _ = eng.log_interactions(
     ...     [{"user_id": "u3", "item_id": "a", "type": "click", "timestamp": 1_700_000_002_000}])
     >>> w.run_once()
-    'consumed 1 event(s); 1 since the live model'
+    'consumed 1 event(s); 1 since the last training'
 """
 
 from __future__ import annotations
@@ -53,11 +54,11 @@ class Worker:
         self._last_train = time.monotonic()
         self.trainings = 0
 
-    def _since_live(self, end: int) -> int:
-        live = self.engine.registry.live()
-        if live is None:
+    def _since_last_training(self, end: int) -> int:
+        versions = self.engine.registry.versions()  # live or not: a rejected one waits for more events
+        if not versions:
             return end
-        return end - Bundle.read_log_offset(self.engine.registry.path(live))
+        return end - Bundle.read_log_offset(self.engine.registry.path(versions[-1]))
 
     def run_once(self) -> str:
         """One step: advance the consumer position, retrain when due; returns what happened."""
@@ -66,12 +67,12 @@ class Worker:
         if end > start:
             log_.commit(GROUP, end)
         write_heartbeat(self.engine.data_dir, GROUP, end)  # for the staleness alarm (funnel.monitoring)
-        if self.engine.registry.live() is None:
+        if self.engine.registry.live() is None and not self.engine.registry.versions():
             if not self.engine.lake.parts("interactions") and end == 0:
                 return "no data yet"
             self._train()
             return "no model yet: trained"
-        pending = self._since_live(end)
+        pending = self._since_last_training(end)
         due = (self.retrain_events is not None and pending >= self.retrain_events) or (
             self.retrain_interval_s is not None
             and pending > 0
@@ -80,7 +81,7 @@ class Worker:
         if due:
             self._train()
             return f"retrained on {pending} new event(s)"
-        return f"consumed {end - start} event(s); {pending} since the live model"
+        return f"consumed {end - start} event(s); {pending} since the last training"
 
     def _train(self) -> None:
         started = time.monotonic()

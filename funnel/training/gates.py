@@ -1,14 +1,16 @@
 """The promotion gate: a candidate goes live only if it does not regress and its guardrails hold.
 
-With a live version, the gate holds out a **time window**: the events after
-``max(cut, end of the live version's data)``, where ``cut`` is the ``1 - holdout`` quantile of the
-candidate's event times (the ``temporal`` protocol of :mod:`funnel.eval.splits`). Neither version
-has learnt from it: the live one was trained before it, and the candidate's recipe (same model,
-same ranking settings) is refitted on the events up to the window into a scratch folder (the
-*shadow*, deleted afterwards). Both are then asked through the serving path for the users with
-held-out items (at most ``max_users``, a seeded sample), with the same histories — the live one
-catches up on the events between its data and the window like serving does — and scored with
-:mod:`funnel.eval.metrics`. Checks (:class:`GateConfig` holds the thresholds):
+With a live version, the gate holds out a **time window**: the latest ``holdout`` share of the
+events newer than the live version's data (:func:`window_start`; the split is the ``temporal``
+protocol of :mod:`funnel.eval.splits` at that time). Neither version has learnt from it: the live
+one was trained before it, and the candidate's recipe (same model, same ranking settings) is
+refitted on every event up to the window — the live version's data and the older part of the new
+events — into a scratch folder (the *shadow*, deleted afterwards). Both are then asked through
+the serving path for the users with held-out items (at most ``max_users``, a seeded sample), with
+the same histories — the live one folds in the new events before the window like serving does
+with the event log — and scored with :mod:`funnel.eval.metrics`. So the gate asks: does learning
+from the new data beat serving the live model with that data as history? Checks
+(:class:`GateConfig` holds the thresholds):
 
 * ``window``: at least ``min_window_users`` users have held-out items;
 * ``ndcg``: candidate NDCG@k >= live NDCG@k x (1 - ``ndcg_tolerance``);
@@ -19,7 +21,7 @@ catches up on the events between its data and the window like serving does — a
   shown items without a region restriction).
 
 Without a live version (the first model), the NDCG check does not apply and the coverage and
-diversity floors are checked on the candidate's own lists for a sample of its users.
+diversity floors are checked on the candidate's own lists for ``guardrail_users`` of its users.
 
 Example:
     >>> GateConfig(ndcg_tolerance=0.1).ndcg_floor(0.5)
@@ -47,7 +49,7 @@ import pyarrow.compute as pc
 from funnel.core.errors import FunnelError, ValidationError
 from funnel.core.idmap import IdMap
 from funnel.core.interactions import Interactions
-from funnel.eval.splits import make_split, split_at
+from funnel.eval.splits import split_at
 from funnel.training import gate_eval
 from funnel.training.registry import ModelRegistry
 
@@ -61,10 +63,13 @@ class GateConfig:
 
     ndcg_tolerance: float = 0.05
     """Relative NDCG@k regression allowed against the live version."""
-    holdout: float = 0.1
-    """Share of the latest events held out (the window starts no earlier than the live data's end)."""
+    holdout: float = 0.2
+    """Share of the events newer than the live version's data held out (the latest ones)."""
     min_window_users: int = 20
-    max_users: int = 1000
+    max_users: int = 500
+    """Window users asked (a seeded sample beyond that): each costs one served list per version."""
+    guardrail_users: int = 200
+    """Without a live version: users whose lists the coverage / diversity floors are checked on."""
     min_coverage: float = 0.0
     min_diversity: float = 0.0
     max_coverage_drop: float = 0.5
@@ -84,7 +89,7 @@ class GateConfig:
             or not 0 < self.holdout < 1
         ):
             raise ValidationError(f"must be in (0, 1), got {self.holdout!r}", field="holdout")
-        for name in ("min_window_users", "max_users"):
+        for name in ("min_window_users", "max_users", "guardrail_users"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValidationError(f"must be an integer >= 1, got {value!r}", field=name)
@@ -185,7 +190,7 @@ def run_gate(
     live = report.live_version
     if live is None:
         rows = np.flatnonzero(np.diff(bundle.history.indptr))
-        rows = _sample(rows, config)
+        rows = _sample(rows, config.guardrail_users, config.seed)
         recs = gate_eval.served_lists(pipeline, bundle.users.keys_of(rows), k, bundle.items)
         report.candidate = gate_eval.list_metrics(recs, None, bundle.history.T.tocsr(), n_listed)
         checks.append(Check("ndcg", True, None, None, None, "no live version: nothing to compare with"))
@@ -199,14 +204,31 @@ def run_gate(
     return report
 
 
+def window_start(timestamps: np.ndarray, live_end: int | None, holdout: float) -> int:
+    """Where the held-out window starts (events after it are held out; epoch ms).
+
+    The ``1 - holdout`` lower quantile of the event times newer than ``live_end`` (all of them
+    when ``None``); ``live_end`` itself when no event is newer (an empty window).
+
+    >>> window_start(np.arange(10), 4, 0.2)  # newer: 5..9; the latest 20% is 9
+    8
+    >>> window_start(np.arange(10), 9, 0.2)
+    9
+    """
+    newer = timestamps[timestamps > live_end] if live_end is not None else timestamps
+    if not len(newer):
+        return int(live_end or 0)
+    return int(np.quantile(newer, 1.0 - holdout, method="lower"))
+
+
 def _iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
-def _sample(rows: np.ndarray, config: GateConfig) -> np.ndarray:
-    if len(rows) <= config.max_users:
+def _sample(rows: np.ndarray, n: int, seed: int) -> np.ndarray:
+    if len(rows) <= n:
         return rows
-    return np.sort(np.random.default_rng(config.seed).choice(rows, config.max_users, replace=False))
+    return np.sort(np.random.default_rng(seed).choice(rows, n, replace=False))
 
 
 def _compare(
@@ -229,28 +251,27 @@ def _compare(
         checks.append(Check("live", False, detail=f"live version {live} unreadable: {exc}"))
         return
     inter = Interactions.from_table(events, IdMap(bundle.users.keys), IdMap(bundle.items.keys))
-    cut = make_split(inter, "temporal", 1.0 - config.holdout).cut_timestamp or 0
-    start = max(int(cut), int(live_end) if live_end is not None else int(cut))
+    start = window_start(inter.timestamp, live_end, config.holdout)
     split = split_at(inter, start)
     rows = split.test_users
     report.window = {
         "start_ms": start,
         "end_ms": int(inter.timestamp.max()),
-        "quantile_cut_ms": int(cut),
         "live_data_end_ms": live_end,
+        "n_newer_events": int(np.sum(inter.timestamp > live_end)) if live_end is not None else len(inter),
         "n_users": len(rows),
         "n_events": int(split.test.nnz),
     }
     if len(rows) < config.min_window_users:
-        since = "the live version's data" if start == live_end else f"the {config.holdout:.0%} cut"
         detail = (
-            f"only {len(rows)} user(s) have events after {since} ({_iso(start)}); the gate needs "
+            f"only {len(rows)} user(s) have held-out events (the latest {config.holdout:.0%} of the events "
+            f"after the live version's data, {_iso(live_end or 0)}); the gate needs "
             f"{config.min_window_users} to compare NDCG@{k}: retrain after more events, or force"
         )
         checks.append(Check("window", False, float(len(rows)), float(config.min_window_users), None, detail))
         return
     checks.append(Check("window", True, float(len(rows)), float(config.min_window_users)))
-    rows = _sample(rows, config)
+    rows = _sample(rows, config.max_users, config.seed)
     user_ids = inter.users.keys_of(rows)
     test, vectors = split.test[rows], split.train.T.tocsr()
     scratch = registry.root / f".gate-{bundle.version}"

@@ -66,3 +66,21 @@ def test_a_first_model_with_empty_cold_pages_is_rejected_and_nothing_serves(tmp_
     forced = engine.train(model="pop", force=True)
     assert forced.status == "live" and forced.gate["forced"] and engine.model_version == forced.version
     engine.close()
+
+
+def test_the_worker_does_not_retrain_a_rejected_version_until_more_events_arrive(tmp_path):
+    from funnel.api.worker import Worker
+
+    engine = Engine(tmp_path / "d")
+    engine.import_interactions(
+        pa.table({"user_id": ["u1", "u2"], "item_id": ["a", "b"], "timestamp": [T0, T0 + 1]})
+    )
+    worker = Worker(engine, retrain_events=2, model="pop")
+    assert worker.run_once() == "no model yet: trained" and engine.model_version is not None
+    old = [{"user_id": "u3", "item_id": "a", "type": "click", "timestamp": T0 * 1000 + n} for n in range(2)]
+    engine.log_interactions(old)  # nothing newer than the live data: the gate has no window
+    assert worker.run_once() == "retrained on 2 new event(s)"
+    assert engine.registry.status(engine.registry.versions()[-1]) == "rejected"
+    assert worker.run_once() == "consumed 0 event(s); 0 since the last training"  # no retry loop
+    assert worker.trainings == 2
+    engine.close()
