@@ -23,7 +23,7 @@ from funnel.api.entity_feed import EntityFeed
 from funnel.api.errors import install_error_handlers
 from funnel.api.metrics import ApiMetrics
 from funnel.api.middleware import ApiMiddleware
-from funnel.api.routes import catalogue, events, experiments, health, recommendations
+from funnel.api.routes import catalogue, events, experiments, health, models, recommendations
 from funnel.api.service import RecommendationService
 from funnel.engine import Engine
 from funnel.monitoring.collector import MonitoringCollector
@@ -59,7 +59,7 @@ def create_app(
     app.state.api_keys = api_keys or ApiKeys()
     app.state.service = RecommendationService(engine, feed, metrics)
     install_error_handlers(app)
-    for module in (recommendations, events, catalogue, experiments, health):
+    for module in (recommendations, events, catalogue, experiments, models, health):
         app.include_router(module.router)
     app.add_middleware(ApiMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
