@@ -32,7 +32,7 @@ from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from funnel.api.app import create_app
-from funnel.api.routes import catalogue, events, experiments, health, recommendations
+from funnel.api.routes import catalogue, events, experiments, health, models, recommendations
 from funnel.engine import Engine
 
 EXAMPLES = 25
@@ -41,7 +41,7 @@ SEMANTIC_FIELDS = {"cursor", "positions", "propensities", "sources", "arms"}
 names unique; an opaque token)."""
 ROUTES = sorted(
     f"{method} {route.path}"
-    for module in (recommendations, events, catalogue, experiments, health)
+    for module in (recommendations, events, catalogue, experiments, models, health)
     for route in module.router.routes
     for method in route.methods
 )
