@@ -63,7 +63,7 @@ def served_lists(
 
 def list_metrics(
     recs: np.ndarray, test: sp.csr_matrix | None, item_vectors: sp.csr_matrix, n_listed: int
-) -> dict:
+) -> dict[str, float]:
     """NDCG@k against ``test`` rows (skipped when ``None``), catalogue coverage and intra-list diversity.
 
     ``coverage`` is distinct recommended items over the ``n_listed`` recommendable ones;

@@ -51,6 +51,7 @@ from funnel.core.idmap import IdMap
 from funnel.core.interactions import Interactions
 from funnel.eval.splits import split_at
 from funnel.training import gate_eval
+from funnel.training.bundle import Bundle
 from funnel.training.registry import ModelRegistry
 
 Shadow = Callable[[pa.Table, Path], None]
@@ -234,7 +235,7 @@ def _sample(rows: np.ndarray, n: int, seed: int) -> np.ndarray:
 def _compare(
     registry: ModelRegistry,
     live: str,
-    bundle: Any,
+    bundle: Bundle,
     events: pa.Table,
     k: int,
     config: GateConfig,

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from funnel.data.lake import Lake
-from funnel.training.gates import GateConfig, GateReport, run_gate
+from funnel.training.gates import GateConfig, run_gate
 from funnel.training.registry import ModelRegistry
 from funnel.training.trainer import TrainSummary, train_bundle, training_events
 
@@ -83,10 +83,3 @@ def train_and_release(
         summary.status = "rejected"
         log.warning("version %s rejected by the gate: %s", version, report.reason)
     return summary
-
-
-def gate_report(summary: TrainSummary) -> GateReport | None:
-    """The summary's gate report as an object (``None`` when it was not gated)."""
-    if not summary.gate:
-        return None
-    return GateReport.from_dict({k: v for k, v in summary.gate.items() if k != "forced"})
