@@ -248,12 +248,26 @@ def recommend(
     data_dir: DataDir = DEFAULT_DIR,
     k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    all_users: Annotated[
+        bool, typer.Option("--all-users", help="Top-k for every user into --out (resumable, parallel).")
+    ] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="--all-users: the Parquet file to write.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="--all-users: processes (default 1).")] = 1,
+    part_size: Annotated[
+        int, typer.Option("--part-size", help="--all-users: users per resumable part.")
+    ] = 2000,
 ) -> None:
-    """Recommend for users (or similar items) from the live model."""
+    """Recommend for users (or similar items) from the live model; --all-users precomputes everyone.
+
+    Example: funnel recommend --data-dir D --all-users --out top10.parquet --k 10 --workers 2
+    """
     from funnel.cli_output import recommendations_table
     from funnel.core.errors import ValidationError
     from funnel.engine import Engine
 
+    if all_users or out is not None:
+        _recommend_all(data_dir, all_users, out, k, workers, part_size, bool(user or item is not None))
+        return
     if not user and item is None:
         raise ValidationError("give at least one --user, or --item for similar items", field="--user")
     engine = Engine(data_dir)
@@ -266,6 +280,38 @@ def recommend(
         return
     for key, recs in results.items():
         console.print(recommendations_table(key, recs))
+
+
+def _recommend_all(
+    data_dir: Path, all_users: bool, out: Path | None, k: int, workers: int, part_size: int, named: bool
+) -> None:
+    """``recommend --all-users --out FILE.parquet``: the batch precompute with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from funnel.batch import plan_batch, run_job
+    from funnel.core.errors import ValidationError
+
+    if not all_users:
+        raise ValidationError("--out writes the top-k of every user: add --all-users", field="--out")
+    if out is None:
+        raise ValidationError("--all-users needs --out FILE.parquet", field="--out")
+    if named:
+        raise ValidationError("--all-users takes no --user or --item", field="--all-users")
+    job = plan_batch(data_dir, out, k, workers, part_size)  # bad arguments: one line, before any bar
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress("users", *columns, console=err_console) as bar:
+        task = bar.add_task("users", total=job.n_users)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = run_job(job, workers, progress=advance)
+    rate = result.users / result.seconds if result.seconds > 0 else float("nan")
+    console.print(
+        f"wrote {result.rows} rows for {result.users} users to {result.out} (model {result.version}, "
+        f"{result.parts_run} parts computed, {result.parts_skipped} already done; "
+        f"{result.seconds:.1f}s, {rate:,.0f} users/s)"
+    )
 
 
 @app.command()
