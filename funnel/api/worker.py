@@ -2,12 +2,23 @@
 
 The worker reads the event log as consumer group ``worker`` (its position survives restarts),
 and retrains (``Engine.train``, which makes the new version live if the gate passes it: API
-workers pick it up on their next request) when ``retrain_events`` new events arrived since the
-newest version's data (live, or rejected by the gate: a rejected retrain waits for that many
-more events), or when ``retrain_interval_s`` passed since the last training with at least one
-new event. ``funnel worker`` runs it as its own process; ``funnel serve`` without Redis runs it
-in a thread beside the API (the embedded mode). Every step writes a heartbeat (the position and
-the time) that the consumer-staleness alarm reads (:mod:`funnel.monitoring.staleness`).
+processes swap it in without a restart, :mod:`funnel.api.hot_swap`) when ``retrain_events`` new
+events arrived since the newest version's data (live, or rejected by the gate: a rejected
+retrain waits for that many more events), or when ``retrain_interval_s`` passed since the last
+training with at least one new event. ``funnel worker`` runs it as its own process; ``funnel
+serve`` without Redis runs it in a thread beside the API (the embedded mode). Every step writes
+a heartbeat (the position and the time) that the consumer-staleness alarm reads
+(:mod:`funnel.monitoring.staleness`).
+
+Continuous learning: a retrain repeats the live version's recipe (its manifest's ``config``:
+model, ``k``, baseline parameters, ranking settings such as the retrieval sources), unless
+``model`` names one. Between retrains the API processes embed catalogue items PUT since and add
+them to the ANN indexes (``Pipeline.add_items``); the retrain reads the lake's catalogue, so
+those items are in the new version's indexes from the start, and items unlisted since are left
+out of them (:func:`funnel.retrieval.sources.common.listed_mask`): index memory follows the
+listed catalogue. After each training the worker logs the new version's index sizes against its
+listed items (:attr:`Worker.index_report`); the API exports the served version's as
+``funnel_index_items{source}`` and ``funnel_listed_items`` (:mod:`funnel.monitoring.index`).
 
 Example:
     >>> import tempfile, pyarrow as pa
@@ -29,30 +40,42 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
+from funnel.core.artifacts import load_artifact
 from funnel.core.errors import FunnelError
 from funnel.engine import Engine
+from funnel.monitoring.index import saved_index_sizes
 from funnel.monitoring.staleness import write_heartbeat
-from funnel.training.bundle import Bundle
+from funnel.training.bundle import FORMAT_VERSION, Bundle
+from funnel.training.gates import GateConfig
 
 log = logging.getLogger(__name__)
 GROUP = "worker"
 
 
 class Worker:
-    """See the module docstring."""
+    """See the module docstring.
+
+    ``model``: train this model (default: the live version's recipe, ``auto`` before the first);
+    ``gate``: the promotion gate's thresholds (default :class:`GateConfig`).
+    """
 
     def __init__(
         self,
         engine: Engine,
         retrain_events: int | None = 10_000,
         retrain_interval_s: float | None = None,
-        model: str = "auto",
+        model: str | None = None,
+        gate: GateConfig | None = None,
     ) -> None:
         self.engine, self.retrain_events, self.retrain_interval_s = engine, retrain_events, retrain_interval_s
-        self.model = model
+        self.model, self.gate = model, gate
         self._last_train = time.monotonic()
         self.trainings = 0
+        self.index_report: dict[str, Any] = {}
+        """The last trained version's ANN index sizes against its listed items (``version``,
+        ``listed``, ``indexes``: source -> items), as logged."""
 
     def _since_last_training(self, end: int) -> int:
         versions = self.engine.registry.versions()  # live or not: a rejected one waits for more events
@@ -83,12 +106,32 @@ class Worker:
             return f"retrained on {pending} new event(s)"
         return f"consumed {end - start} event(s); {pending} since the last training"
 
+    def recipe(self) -> dict[str, Any]:
+        """The arguments of the next ``Engine.train``: the live version's recipe, or ``model``."""
+        live = self.engine.registry.live()
+        if self.model is not None or live is None:
+            return {"model": self.model or "auto"}
+        config = self.engine.registry.manifest(live).config
+        keys = ("model", "k", "params", "ranking")
+        return {key: config[key] for key in keys if config.get(key) is not None}
+
     def _train(self) -> None:
         started = time.monotonic()
-        summary = self.engine.train(model=self.model)
+        summary = self.engine.train(**self.recipe(), gate=self.gate)
         self._last_train = time.monotonic()
         self.trainings += 1
-        log.warning("worker trained %s in %.1fs", summary.version, self._last_train - started)
+        folder = self.engine.registry.path(summary.version)
+        listed = int(load_artifact(folder / "state", "bundle_state", FORMAT_VERSION).arrays["listed"].sum())
+        sizes = saved_index_sizes(folder)
+        self.index_report = {"version": summary.version, "listed": listed, "indexes": sizes}
+        log.warning(
+            "worker trained %s (%s) in %.1fs; ANN index items vs %d listed: %s",
+            summary.version,
+            summary.status,
+            self._last_train - started,
+            listed,
+            ", ".join(f"{name} {n}" for name, n in sizes.items()) or "no ANN index",
+        )
 
     def run(self, stop: threading.Event, poll_s: float = 1.0) -> None:
         """Loop until ``stop`` is set; errors are logged and retried at the next poll."""

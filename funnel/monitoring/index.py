@@ -4,8 +4,10 @@ Sources that search an ANN index (``als``, ``content``, ``two_tower``: their ``i
 return the items in it. An index that holds far fewer items than the catalogue lists means
 items are unreachable through that source: new items not indexed (the source cannot grow its
 catalogue and no retraining happened), items without text (content), or without interactions
-(``als`` above 100k items, where all-zero factor rows are left out). Unlisted items may stay in
-an index (they are filtered at query time), so a ratio above 1 is normal.
+(``als`` above 100k items, where all-zero factor rows are left out). Training leaves unlisted
+items out of every index; an item unlisted since stays in the served index until the next
+training (it is filtered at query time), so a ratio above 1 counts the unlistings since the last
+build, and it returns to at most 1 once the worker retrained and the server swapped the version in.
 
 The alarm ``index_coverage`` fires when the smallest ``len(index) / listed`` falls below
 ``MonitorConfig.index_min_ratio`` (0.9).

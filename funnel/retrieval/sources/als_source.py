@@ -42,7 +42,7 @@ from funnel.ann.factory import load_index, make_index
 from funnel.ann.protocol import AnnIndex
 from funnel.retrieval.als import ALSRecommender
 from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
-from funnel.retrieval.sources.common import BaseSource, candidates, seen_of
+from funnel.retrieval.sources.common import BaseSource, candidates, listed_mask, seen_of
 
 REASON = "picked_for_you"
 EXACT_MAX_ITEMS = 100_000
@@ -121,7 +121,7 @@ class ALSSource(BaseSource):
     def fit(self, data: RetrievalData) -> Self:
         """Factorise ``data.X`` and index the item factors."""
         self.model_ = ALSRecommender(**self._model_params).fit(data.X)
-        self._finish(self.model_.item_factors_)
+        self._finish(self.model_.item_factors_, listed_mask(data.items, data.X.shape[1]))
         return self
 
     def _augmented(self) -> bool:
@@ -133,16 +133,19 @@ class ALSSource(BaseSource):
             return self.index
         return "exact" if n_items <= EXACT_MAX_ITEMS else AUTO_ANN
 
-    def _finish(self, item_factors: np.ndarray) -> None:
+    def _finish(self, item_factors: np.ndarray, listed: np.ndarray | None = None) -> None:
+        """Index the factors of the ``listed`` items (default: all; unlisted ones are left out)."""
         self.item_factors_ = item_factors
+        self.listed_ = np.ones(len(item_factors), bool) if listed is None else np.asarray(listed, bool)
         kind = self.index_kind(item_factors.shape[0])
         params = self.index_params
         if self.index == "auto":
             params = {} if kind == "exact" else {**AUTO_ANN_PARAMS, **self.index_params}
         if kind == "exact":
-            self.index_ = build_index(kind, item_factors, params)
+            ids = np.flatnonzero(self.listed_)
+            self.index_ = build_index(kind, item_factors[ids], params, ids)
         else:  # items without interactions have all-zero factors (score 0 for everyone): left out
-            ids = np.flatnonzero(np.any(item_factors != 0, axis=1))
+            ids = np.flatnonzero(np.any(item_factors != 0, axis=1) & self.listed_)
             self.index_ = build_index(kind, mips_augment(item_factors)[ids], params, ids)
         self.n_items_ = item_factors.shape[0]
 
@@ -169,7 +172,7 @@ class ALSSource(BaseSource):
         return out
 
     def _state(self) -> dict[str, Any]:
-        return {"item_factors": self.item_factors_}
+        return {"item_factors": self.item_factors_, "listed": self.listed_}
 
     def _set_state(self, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
         model = ALSRecommender(**self._model_params)
@@ -177,6 +180,8 @@ class ALSSource(BaseSource):
         model._set_state({"item_factors": arrays["item_factors"]})
         self.model_ = model
         self.item_factors_ = model.item_factors_
+        default = np.ones(len(self.item_factors_), bool)  # artifacts before the listed flags: all
+        self.listed_ = np.asarray(arrays.get("listed", default), bool)
 
     def save(self, folder: str | Path) -> None:
         """Write the item factors (``arrays.npz``) and the ANN index (``index/``) to ``folder``."""
@@ -191,5 +196,5 @@ class ALSSource(BaseSource):
         if (path / "manifest.json").exists():
             source.index_ = load_index(path)
         else:
-            source._finish(source.item_factors_)
+            source._finish(source.item_factors_, source.listed_)
         return source

@@ -66,6 +66,24 @@ def retrieval_data(
     return RetrievalData(inter, inter.to_csr(), items_t, users_t, now)
 
 
+def listed_mask(items: pa.Table, n: int | None = None) -> np.ndarray:
+    """Per item (row ``j`` of ``items`` = item ``j``; ``n`` items, missing rows listed): not unlisted.
+
+    What the ANN indexes hold: an item unlisted at training is left out of them, so index memory
+    tracks the listed catalogue (``funnel_index_items`` vs ``funnel_listed_items``).
+
+    >>> listed_mask(pa.table({"status": ["listed", "unlisted", None]}), 4).tolist()
+    [True, False, True, True]
+    """
+    n = items.num_rows if n is None else n
+    out = np.ones(n, dtype=bool)
+    if "status" in items.column_names and items.num_rows:
+        unlisted = pc.fill_null(pc.equal(items.column("status"), "unlisted"), False)
+        flags = np.asarray(unlisted.to_numpy(zero_copy_only=False), dtype=bool)[:n]
+        out[: len(flags)] = ~flags
+    return out
+
+
 def user_attributes(users: pa.Table, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Per field, the users' attribute values (``str`` array, ``""`` when missing) from the JSON."""
     col = users.column("attributes").to_pylist() if "attributes" in users.column_names else []

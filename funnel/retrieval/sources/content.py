@@ -24,6 +24,7 @@ from funnel.ann.protocol import AnnIndex
 from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.errors import NotTrainedError
 from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
+from funnel.retrieval.sources.common import listed_mask
 from funnel.retrieval.text_embed import item_texts, load_embedder, make_embedder
 
 REASON = "similar_to_what_you_like"
@@ -80,9 +81,10 @@ class ContentSource:
         self.categories_: dict[str, int] = {}
         self.category_emb_: np.ndarray | None = None
         self.index_: AnnIndex | None = None
+        self.listed_ = np.zeros(0, bool)
 
     def fit(self, data: RetrievalData) -> Self:
-        """Fit the embedder on the catalogue text and index every item that has text."""
+        """Fit the embedder on the catalogue text and index every listed item that has text."""
         return self.fit_items(data.items, max(data.items.num_rows, data.X.shape[1]))
 
     def fit_items(self, items: pa.Table, n_items: int | None = None) -> Self:
@@ -93,12 +95,16 @@ class ContentSource:
         self.item_emb_ = np.zeros((n, self.embedder_.out_dim), np.float32)
         self.category_emb_ = np.zeros((0, self.embedder_.out_dim), np.float32)
         self.categories_ = {}
+        self.listed_ = np.ones(n, bool)
         self.index_ = make_ann(self.index, self.embedder_.out_dim, self.index_params)
         self.add_items(items, np.arange(items.num_rows))
         return self
 
     def add_items(self, items: pa.Table, indices: np.ndarray) -> None:
-        """Embed catalogue rows ``items`` as item ``indices`` (new or updated) without refitting."""
+        """Embed catalogue rows ``items`` as item ``indices`` (new or updated) without refitting.
+
+        Unlisted rows are embedded (a history may hold them) but not searchable.
+        """
         if self.item_emb_ is None or self.index_ is None or self.category_emb_ is None:
             raise NotTrainedError("ContentSource: call fit first")
         indices = np.asarray(indices, np.int64)
@@ -109,10 +115,14 @@ class ContentSource:
             self.item_emb_ = np.vstack(
                 [self.item_emb_, np.zeros((grow, self.item_emb_.shape[1]), np.float32)]
             )
+            self.listed_ = np.concatenate([self.listed_, np.ones(grow, bool)])
         self.item_emb_[indices] = vecs
-        has = np.linalg.norm(vecs, axis=1) > 0
+        self.listed_[indices] = listed_mask(items)
+        has = (np.linalg.norm(vecs, axis=1) > 0) & self.listed_[indices]
         if has.any():
             self.index_.add(indices[has], vecs[has])
+        if (~self.listed_[indices]).any():
+            self.index_.remove(indices[~self.listed_[indices]])
         cats = items.column("categories").to_pylist() if "categories" in items.column_names else []
         sums = np.zeros((0, vecs.shape[1]), np.float32)
         for row, names in enumerate(cats):
@@ -204,6 +214,7 @@ class ContentSource:
         }  # fmt: skip
         names = np.array(sorted(self.categories_, key=self.categories_.__getitem__), dtype=np.str_)
         arrays = {"item_emb": self.item_emb_, "category_emb": self.category_emb_, "category_names": names}
+        arrays["listed"] = self.listed_
         save_artifact(folder, KIND, FORMAT_VERSION, params, arrays)
         self.embedder_.save(Path(folder) / "embedder")
 
@@ -215,8 +226,9 @@ class ContentSource:
         src.embedder_ = load_embedder(Path(folder) / "embedder")
         src.item_emb_, src.category_emb_ = art.arrays["item_emb"], art.arrays["category_emb"]
         src.categories_ = {str(c): j for j, c in enumerate(art.arrays["category_names"].tolist())}
+        src.listed_ = np.asarray(art.arrays.get("listed", np.ones(len(src.item_emb_), bool)), bool)
         src.index_ = make_ann(src.index, src.item_emb_.shape[1], src.index_params)
-        has = np.flatnonzero(np.linalg.norm(src.item_emb_, axis=1) > 0)
+        has = np.flatnonzero((np.linalg.norm(src.item_emb_, axis=1) > 0) & src.listed_)
         src.index_.add(has, src.item_emb_[has])
         return src
 

@@ -24,6 +24,7 @@ from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.errors import NotTrainedError
 from funnel.retrieval import two_tower_model as tt
 from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
+from funnel.retrieval.sources.common import listed_mask
 from funnel.retrieval.sources.content import make_ann
 from funnel.retrieval.text_embed import item_texts, load_embedder, make_embedder
 
@@ -109,6 +110,7 @@ class TwoTowerSource:
         self.content_ = self.cats_ = self.creator_ = self.trained_ = self.item_vecs_ = np.zeros(0)
         self.index_: AnnIndex | None = None
         self.losses_: list[float] = []
+        self.listed_ = np.zeros(0, bool)
 
     def _item_features(self, items: pa.Table, grow: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         texts = item_texts(items)
@@ -127,9 +129,10 @@ class TwoTowerSource:
         return content, cats, creator
 
     def fit(self, data: RetrievalData) -> Self:
-        """Train the towers on ``data`` and index every item's vector."""
+        """Train the towers on ``data`` and index the vector of every listed item (trained or with text)."""
         torch.manual_seed(self.seed)
         n_items = max(data.items.num_rows, data.X.shape[1])
+        self.listed_ = listed_mask(data.items, n_items)
         self.vocab_ = {}
         content, cats, creator = self._item_features(data.items, grow=True)
         pad = n_items - len(content)
@@ -173,14 +176,14 @@ class TwoTowerSource:
         self.item_vecs_ = tt.item_vectors(self.net_, feats, np.arange(n), self.trained_.astype(np.float32))
         self.index_ = make_ann(self.index, self.dim, self.index_params)
         has_text = np.linalg.norm(self.content_, axis=1) > 0
-        live = np.flatnonzero(self.trained_ | has_text)
+        live = np.flatnonzero((self.trained_ | has_text) & self.listed_)
         self.index_.add(live, self.item_vecs_[live])
 
     def add_items(self, items: pa.Table, indices: np.ndarray) -> None:
         """Embed catalogue rows ``items`` as item ``indices`` without retraining.
 
         New items (never trained on) get their vector from content features alone; a trained item
-        whose metadata changed keeps its id embedding.
+        whose metadata changed keeps its id embedding. Unlisted rows are not searchable.
         """
         if self.net_ is None or self.index_ is None:
             raise NotTrainedError("TwoTowerSource: call fit first")
@@ -188,14 +191,17 @@ class TwoTowerSource:
         content, cats, creator = self._item_features(items, grow=False)
         grow = int(indices.max(initial=-1)) + 1 - len(self.content_)
         if grow > 0:
-            for name in ("content_", "cats_", "creator_", "trained_", "item_vecs_"):
+            for name in ("content_", "cats_", "creator_", "trained_", "item_vecs_", "listed_"):
                 a = getattr(self, name)
                 setattr(self, name, np.concatenate([a, np.zeros((grow, *a.shape[1:]), a.dtype)]))
         self.content_[indices], self.cats_[indices], self.creator_[indices] = content, cats, creator
         feats = tt.ItemFeatures.from_numpy(self.content_, self.cats_, self.creator_)
         vecs = tt.item_vectors(self.net_, feats, indices, self.trained_[indices].astype(np.float32))
         self.item_vecs_[indices] = vecs
-        self.index_.add(indices, vecs)
+        listed = self.listed_[indices] = listed_mask(items)
+        self.index_.add(indices[listed], vecs[listed])
+        if (~listed).any():
+            self.index_.remove(indices[~listed])
 
     def user_vectors(self, query: RetrievalQuery) -> np.ndarray:
         """``float32 [n, dim]`` user-tower outputs for the query's users (CPU, no gradient)."""
@@ -271,6 +277,7 @@ class TwoTowerSource:
             "cats": self.cats_,
             "creator": self.creator_,
             "trained": self.trained_,
+            "listed": self.listed_,
         }
         arrays |= {"item_vecs": self.item_vecs_, **tt.state_arrays(self.net_)}
         meta = {"tower": self.net_.cfg.to_dict(), "vocab": self.vocab_, "losses": self.losses_}
@@ -293,7 +300,8 @@ class TwoTowerSource:
         )
         src.trained_, src.item_vecs_ = art.arrays["trained"], art.arrays["item_vecs"]
         src.embedder_ = load_embedder(Path(folder) / "embedder")
+        src.listed_ = np.asarray(art.arrays.get("listed", np.ones(len(src.item_vecs_), bool)), bool)
         src.index_ = make_ann(src.index, src.dim, src.index_params)
-        live = np.flatnonzero(src.trained_ | (np.linalg.norm(src.content_, axis=1) > 0))
+        live = np.flatnonzero((src.trained_ | (np.linalg.norm(src.content_, axis=1) > 0)) & src.listed_)
         src.index_.add(live, src.item_vecs_[live])
         return src
