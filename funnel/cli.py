@@ -231,14 +231,30 @@ def train(
         ),
     ] = "auto",
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Cut-off for model selection.")] = 10,
+    force: Annotated[
+        bool, typer.Option("--force", help="Make the new version live even if the gate rejects it.")
+    ] = False,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Gate: relative NDCG@k regression allowed (default 0.05)."),
+    ] = None,
 ) -> None:
-    """Train on everything in the data directory and make the result live."""
-    from funnel.cli_output import train_table
+    """Train on everything in the data directory; the new version goes live if the gate passes it."""
+    from funnel.cli_output import gate_table, train_table
     from funnel.engine import Engine
+    from funnel.training.gates import GateConfig
 
     engine = Engine(data_dir)
-    summary = engine.train(model=model, k=k)
+    gate = GateConfig() if tolerance is None else GateConfig(ndcg_tolerance=tolerance)
+    summary = engine.train(model=model, k=k, gate=gate, force=force)
     console.print(train_table(summary))
+    if summary.gate:
+        console.print(gate_table(summary.gate))
+    if summary.status == "rejected":
+        console.print(
+            f"{summary.version} stays in the registry as rejected; {engine.model_version or 'no version'} "
+            f"serves. Override: funnel models promote {summary.version} --force"
+        )
 
 
 @app.command()
@@ -423,6 +439,11 @@ def report(
 
 
 app.add_typer(experiment_app, name="experiment")
+
+
+from funnel.cli_models import models_app  # noqa: E402  (registered once the app exists)
+
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:
