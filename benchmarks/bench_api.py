@@ -15,8 +15,8 @@ Run: ``python -m benchmarks.bench_api [--items 1000000 --users 100000 --interact
 3. **Servers.** ``funnel serve`` as a subprocess on a free loopback port: ``embedded`` (one
    process, file event log, the retrain thread beside it) and ``redis`` (``--redis
    redis://127.0.0.1:6379/15 --prefix bench-<random> --workers 2``; its keys are deleted after).
-   Warm-up: requests at the highest concurrency until a whole round answers without waiting for a
-   worker to load the model (every worker loads it on its first request).
+   Warm-up: rounds at ``2 x workers + 2`` connections until a whole round answers within a second
+   (every worker loads the model on its first request).
 4. **Load.** A closed loop of ``c`` concurrent async ``httpx`` clients (split over
    ``--client-procs`` processes) for ``--seconds`` per level: users drawn from known users (with
    history) and ``--cold-share`` unknown ones, ``limit=10``. ``client_cpu`` is the client
@@ -128,8 +128,8 @@ def reference(folder: Path, users: list[str], seconds: float) -> dict[str, Any]:
     if ranking is not None:  # count the merged candidates the ranker scores
         retrieve = ranking.pipeline.retrieve
 
-        def counted(query):  # type: ignore[no-untyped-def]
-            merged = retrieve(query)
+        def counted(query, trace=None):  # type: ignore[no-untyped-def]
+            merged = retrieve(query, trace)
             counts.extend(len(m) for m in merged)
             return merged
 
@@ -326,7 +326,9 @@ def bench_mode(mode: str, folder: Path, users: list[str], args) -> list[dict[str
     rows = []
     try:
         wait_healthy(base, proc)
-        warm = warm_up(base, users, max(args.concurrency), args.client_procs)
+        # a few more connections than processes, so every worker loads the model; at the highest
+        # level a round's p99 is queueing (c x service time) and may never drop under a second
+        warm = warm_up(base, users, 2 * args.workers + 2, args.client_procs)
         print(f"{mode}: warm after {warm:.1f}s", flush=True)
         for c in args.concurrency:
             got = drive(base, users, c, args.seconds, args.client_procs)
