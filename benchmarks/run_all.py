@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "bench_two_tower": ([], ["--quick"]),
     "bench_rerank": ([], ["--quick"]),
     "bench_ranker": ([], ["--quick"]),
+    "bench_train": (["--retrain"], ["--quick"]),
 }
 
 

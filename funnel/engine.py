@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from funnel.core.errors import NotFoundError, NotTrainedError, ValidationError
 from funnel.core.schema import Interaction
+from funnel.core.steps import step
 from funnel.data.lake import Lake
 from funnel.data.tables import to_canonical
 from funnel.events.protocol import LogRecord
@@ -165,7 +166,8 @@ class Engine:
         and the summary's ``status`` and ``gate["reason"]`` say why.
         """
         end = self.event_log.end_offset
-        log_table = self._read_log(0, end)
+        with step("compaction"):  # the event log's interactions as one table, beside the lake's
+            log_table = self._read_log(0, end)
         if ranking is None and model == "auto":
             ranking = {}
         # the pipeline held keeps serving: the next pipeline() call (or a server's HotSwapper) moves on

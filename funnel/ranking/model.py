@@ -49,6 +49,7 @@ import pyarrow as pa
 from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.estimator import Estimator
 from funnel.core.interactions import Interactions
+from funnel.core.steps import step
 from funnel.features.offline import OfflineStore, write_partitioned
 from funnel.features.serving import FeatureServer
 from funnel.ranking.dataset import (
@@ -152,19 +153,21 @@ class RankingPipeline(Estimator):
 
         ``impressions``: the served pages (``IMPRESSIONS`` schema) behind ``data``'s events, if logged.
         """
-        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        with step("training rows"), tempfile.TemporaryDirectory(dir=workdir) as tmp:
             rows, cut = self.training_rows(data, tmp, impressions)
         self.cut_ms_ = cut
         valid = np.array([user_hash(u, f"valid{self.seed}") < self.valid_fraction for u in rows.user_ids])
         train, held = rows.take_groups(~valid), rows.take_groups(valid)
         vset = (held.X, held.group_sizes, held.labels) if len(held.group_sizes) else None
-        self.ranker_ = MultiObjectiveRanker(**self.ranker).fit(
-            train.X, train.group_sizes, train.labels, rows.names, sample_weight=train.weights, valid=vset
-        )
+        with step("ranker fit"):
+            self.ranker_ = MultiObjectiveRanker(**self.ranker).fit(
+                train.X, train.group_sizes, train.labels, rows.names, sample_weight=train.weights, valid=vset
+            )
         self.report_ = ranking_report(self.ranker_, held if len(held.group_sizes) else train)
         self.report_["rows"] = {"train": len(train.X), "valid": len(held.X), **rows.stats}
         self.report_["position_bias"] = self.bias_report_
-        self.retriever_ = self._retriever(data).fit(data)
+        with step("serving sources"):
+            self.retriever_ = self._retriever(data).fit(data)
         self.statics_ = item_statics(data)
         self.n_items_ = data.X.shape[1]
         return self
@@ -222,9 +225,11 @@ class RankingPipeline(Estimator):
         share = self.max_label_users / max(1, len(users))
         pick = np.array([user_hash(u, f"sample{self.seed}") < share for u in ids], dtype=bool)
         users, ids = users[pick], [u for u, k in zip(ids, pick.tolist(), strict=True) if k]
-        retriever = self._retriever(hist).fit(hist)
-        query = history_query(hist, users)
-        merged = retriever.retrieve(query)
+        with step("history sources"):
+            retriever = self._retriever(hist).fit(hist)
+        with step("candidates"):
+            query = history_query(hist, users)
+            merged = retriever.retrieve(query)
         shown, clicks, bc = None, None, BiasConfig(**self.position_bias)
         if slots is not None:
             seen = np.unique(history.user_idx.astype(np.int64) * inter.n_items + history.item_idx)
@@ -238,12 +243,13 @@ class RankingPipeline(Estimator):
         stats["label_users"] = len(users)
         used = [k for k, r in enumerate(keep) if len(r)]
         merged = [subset(merged[k], keep[k]) for k in used]
-        statics = item_statics(hist)
-        offline = offline_store(hist, folder)
-        times = np.minimum(cuts[users[used]], now) if used else np.zeros(0, dtype=np.int64)
-        item_ids = [statics.ids_of(m.items) for m in merged]
-        vectors = offline_vectors(offline, [ids[k] for k in used], item_ids, times)
-        fm = feature_rows(vectors, merged, statics)
+        with step("features"):
+            statics = item_statics(hist)
+            offline = offline_store(hist, folder)
+            times = np.minimum(cuts[users[used]], now) if used else np.zeros(0, dtype=np.int64)
+            item_ids = [statics.ids_of(m.items) for m in merged]
+            vectors = offline_vectors(offline, [ids[k] for k in used], item_ids, times)
+            fm = feature_rows(vectors, merged, statics)
         rows = TrainingRows(
             fm.values,
             fm.names,

@@ -59,6 +59,7 @@ import pyarrow as pa
 
 from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.errors import NotTrainedError, ValidationError
+from funnel.core.steps import step
 from funnel.retrieval.concurrent import ask_all
 from funnel.retrieval.fusion import fuse
 from funnel.retrieval.merge import DEFAULT_TOTAL, MergedCandidates, merge
@@ -179,7 +180,11 @@ class Retriever:
         return self
 
     def _fit_sources(self, data: RetrievalData) -> dict[str, Any]:
-        return {name: make_source(name, **params).fit(data) for name, params in self.sources.items()}
+        out = {}
+        for name, params in self.sources.items():
+            with step(f"fit {name}"):
+                out[name] = make_source(name, **params).fit(data)
+        return out
 
     @property
     def overfetch_(self) -> float:

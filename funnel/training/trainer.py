@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from funnel.core.errors import NotFoundError, ValidationError
 from funnel.core.idmap import IdMap
 from funnel.core.interactions import Interactions
+from funnel.core.steps import step
 from funnel.data.lake import SCHEMAS as LAKE_KINDS
 from funnel.data.lake import Lake
 from funnel.eval.runner import evaluate_models
@@ -127,20 +128,47 @@ def train_bundle(
     ``events`` (default: :func:`training_events`) are the interactions to train on;
     ``parent_version`` is recorded in the manifest; ``folder`` (default: a new version of
     ``registry``) is where the bundle goes. Promotion is :mod:`funnel.training.release`'s job.
+
+    Steps (:mod:`funnel.core.steps`, under ``candidate``, or ``scratch fit`` with a ``folder``:
+    the gate's refit): ``datasets``, ``baseline selection``, ``baseline fit``, ``ranking`` (its
+    ``datasets`` and the :class:`~funnel.ranking.model.RankingPipeline` steps), ``bundle write``.
     """
+    with step("candidate" if folder is None else "scratch fit"):
+        return _train_bundle(
+            data_dir, lake, registry, log_table, log_offset, model, k, params, ranking, events,
+            parent_version, folder,
+        )  # fmt: skip
+
+
+def _train_bundle(
+    data_dir: Path,
+    lake: Lake,
+    registry: ModelRegistry,
+    log_table: pa.Table,
+    log_offset: int,
+    model: str,
+    k: int,
+    params: dict[str, Any] | None,
+    ranking: dict[str, Any] | None,
+    events: pa.Table | None,
+    parent_version: str | None,
+    folder: Path | None,
+) -> TrainSummary:
     start = time.perf_counter()
     if model != "auto" and model not in MODELS:
         raise ValidationError(f"unknown model {model!r}; known: auto, {', '.join(MODELS)}", field="model")
-    table = training_events(lake, log_table) if events is None else events
-    if table.num_rows == 0:
-        raise NotFoundError(f"no interactions in {data_dir}: import some first (funnel import)")
-    catalogue = lake.read("items")
-    users = load_idmap(data_dir / "idmaps" / "users.arrow")
-    items = load_idmap(data_dir / "idmaps" / "items.arrow")
-    items.add_many(catalogue.column("item_id"))
-    inter = Interactions.from_table(table, users, items)
-    users.save(data_dir / "idmaps" / "users.arrow")
-    items.save(data_dir / "idmaps" / "items.arrow")
+    with step("datasets"):
+        table = training_events(lake, log_table) if events is None else events
+        if table.num_rows == 0:
+            raise NotFoundError(f"no interactions in {data_dir}: import some first (funnel import)")
+        catalogue = lake.read("items")
+        users = load_idmap(data_dir / "idmaps" / "users.arrow")
+        items = load_idmap(data_dir / "idmaps" / "items.arrow")
+        items.add_many(catalogue.column("item_id"))
+        inter = Interactions.from_table(table, users, items)
+        users.save(data_dir / "idmaps" / "users.arrow")
+        items.save(data_dir / "idmaps" / "items.arrow")
+        X = inter.to_csr()
 
     selection: dict[str, dict[str, float]] = {}
     protocol = ""
@@ -148,18 +176,20 @@ def train_bundle(
     if model == "auto":
         ease_limit = make_model("ease").max_items
         candidates = [m for m in SELECTION_ORDER if m != "ease" or len(items) <= ease_limit]
-        name, selection, protocol = _select(inter, k, candidates)
-    X = inter.to_csr()
-    fitted = make_model(name, **(params or {})).fit(X)
+        with step("baseline selection"):
+            name, selection, protocol = _select(inter, k, candidates)
+    with step("baseline fit"):
+        fitted = make_model(name, **(params or {})).fit(X)
     version = registry.new_version() if folder is None else folder.name
     folder = registry.root / version if folder is None else folder
     # impressions reach the ranker (position bias) once the lake stores them
     shown = lake.read("impressions") if ranking is not None and "impressions" in LAKE_KINDS else None
-    ranked = (
-        _train_ranking(folder, inter, catalogue, lake.read("users"), ranking, shown)
-        if ranking is not None
-        else {}
-    )
+    with step("ranking"):
+        ranked = (
+            _train_ranking(folder, inter, catalogue, lake.read("users"), ranking, shown)
+            if ranking is not None
+            else {}
+        )
     bundle = Bundle(
         version=version,
         model_name=name,
@@ -181,7 +211,8 @@ def train_bundle(
         },
     )
     bundle.meta["ranking"] = ranked
-    bundle.save(folder)  # the manifest last: the ranking files are already in place
+    with step("bundle write"):
+        bundle.save(folder)  # the manifest last: the ranking files are already in place
     log.info("trained %s as version %s", name, version)
     return TrainSummary(
         version, name, len(users), len(items), len(inter), selection, protocol, time.perf_counter() - start,
@@ -213,15 +244,17 @@ def _train_ranking(
     from funnel.ranking.serving import save_serving_data
     from funnel.retrieval.sources.common import retrieval_data
 
-    data = retrieval_data(inter, catalogue, users)
+    with step("datasets"):
+        data = retrieval_data(inter, catalogue, users)
     folder.mkdir(parents=True, exist_ok=True)
     try:
         pipeline = RankingPipeline(**params).fit(data, workdir=folder, impressions=impressions)
     except (ValidationError, ValueError) as exc:
         log.warning("ranking pipeline not trained: %s", exc)
         return {"skipped": str(exc)}
-    pipeline.save(folder / "ranking")
-    save_serving_data(folder, inter.to_table(), data.items, _serving_users(data.users, users))
+    with step("bundle write"):
+        pipeline.save(folder / "ranking")
+        save_serving_data(folder, inter.to_table(), data.items, _serving_users(data.users, users))
     report = pipeline.report_
     return {k: report[k] for k in REPORT_KEYS}
 

@@ -16,6 +16,6 @@ def test_every_benchmark_runs_at_quick_size():
         timeout=300,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    for name in ("bench_import", "bench_event_log", "bench_synthetic", "bench_two_tower"):
+    for name in ("bench_import", "bench_event_log", "bench_synthetic", "bench_two_tower", "bench_train"):
         assert f"-- {name}: exit 0" in run.stdout
     assert str(ROOT / "benchmarks" / "results") not in run.stdout  # quick numbers never replace real ones
