@@ -14,8 +14,20 @@ is read per request; closed buckets' sums are cached per item until the next buc
 
 :class:`ServedFeatureLog` appends a deterministic sample of served vectors (by a hash of the
 request id, so a request is either always or never sampled) as JSON lines to
-``<folder>/served-YYYY-MM-DD.jsonl`` with the request id and the feature version, for skew
-monitoring against :meth:`~funnel.features.offline.OfflineStore.get_historical_features`.
+``<folder>/served-YYYY-MM-DD.jsonl`` (the day of ``t``) with the request id and the feature
+version, for skew monitoring against
+:meth:`~funnel.features.offline.OfflineStore.get_historical_features` (:mod:`funnel.monitoring.skew`
+reads ``<data_dir>/served_features/``: :data:`SERVED_DIR`). A request not sampled costs one CRC32
+of its id. On the serving path the log runs with ``background=True``: a sampled vector is queued
+(a reference: the arrays are fresh per read and never changed afterwards) and a daemon thread
+serialises and appends the queue every ``flush_interval_s``, one ``write`` per file and batch on
+an ``O_APPEND`` descriptor (whole batches, so processes sharing the folder do not interleave
+lines); at most ``max_pending_rows`` rows wait, vectors beyond are dropped and counted. Files more
+than ``retain_days`` days older than the newest one written are deleted when a new day's file is
+started, and a day's file stops growing at ``max_day_bytes`` (later lines of that day are dropped
+and counted): the disk used stays under about ``retain_days`` x ``max_day_bytes`` (serving's log,
+:class:`~funnel.engine.Engine`'s: 7 days, 1 GiB; a sampled request of a thousand candidates is
+~75 kB). Both are off by default (a historical replay crosses days of data clock in minutes).
 
 Example:
     >>> class Empty:  # an empty store
@@ -27,11 +39,16 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
+import os
+import threading
 import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from itertools import repeat
 from pathlib import Path
 
@@ -43,6 +60,9 @@ from funnel.features.streaming import Catalog, bucket_ttls, read_recent
 from funnel.features.vectors import ItemMeta, compute
 from funnel.features.windows import WINDOWS, Window, window_sums
 
+log = logging.getLogger(__name__)
+SERVED_DIR = "served_features"
+"""Folder of the served-feature log under a data directory (what :mod:`funnel.monitoring.skew` reads)."""
 _ITEM = feature_key("item", "", "")[:-1]  # "fs2:item:": item meta keys are built inline
 assert feature_key("item", "i", "g") == f"{_ITEM}i:g"
 USER_GROUPS = ("act", "life", "cat", "creator", "items")
@@ -246,33 +266,196 @@ class FeatureServer:
 
 
 class ServedFeatureLog:
-    """A JSON-lines log of a ``sample_rate`` fraction of served feature vectors (by request id)."""
+    """A JSON-lines log of a ``sample_rate`` fraction of served feature vectors (by request id).
 
-    def __init__(self, folder: str | Path, sample_rate: float = 0.01) -> None:
+    One line per sampled read: ``request_id``, ``feature_version``, ``user_id``, ``item_ids``, ``t``
+    (epoch ms the features were computed at), ``user`` (user-level values) and ``items`` (one list
+    per item-level feature, in ``item_ids`` order). ``background=False`` (default) appends in the
+    caller; ``background=True`` queues and appends from a daemon thread (see the module docstring):
+    :meth:`flush` waits for the queue, :meth:`close` flushes and stops the thread. Counters:
+    ``logged`` lines written, ``dropped`` vectors refused by a full queue or a full day's file,
+    ``failed`` lines lost to write errors (logged as warnings; serving never sees them).
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        sample_rate: float = 0.01,
+        *,
+        background: bool = False,
+        flush_interval_s: float = 1.0,
+        max_pending_rows: int = 50_000,
+        retain_days: int | None = None,
+        max_day_bytes: int | None = None,
+    ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError("sample_rate must be in [0, 1]")
         self.folder, self.sample_rate = Path(folder), sample_rate
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.logged = 0
+        self.background, self.flush_interval_s = background, flush_interval_s
+        self.max_pending_rows, self.retain_days = max_pending_rows, retain_days
+        self.max_day_bytes = max_day_bytes
+        self._days: set[str] = set()  # files this log has written to
+        self.full_days: set[str] = set()
+        """Day files found at ``max_day_bytes``: lines for them are dropped (counted in ``dropped``)."""
+        self._threshold = int(sample_rate * 2**32)
+        self.logged = self.dropped = self.failed = 0
+        self._cond = threading.Condition()
+        self._pending: list[tuple[str, FeatureVectors]] = []
+        self._pending_rows = 0
+        self._queued = self._done = 0  # vectors queued / written or failed, ever
+        self._thread: threading.Thread | None = None
+        self._closing = self._hurry = False
 
     def sampled(self, request_id: str) -> bool:
         """Whether ``request_id`` falls in the sample (the same answer every time)."""
-        return zlib.crc32(request_id.encode()) < self.sample_rate * 2**32
+        return zlib.crc32(request_id.encode()) < self._threshold
 
     def maybe_log(self, request_id: str, fv: FeatureVectors) -> bool:
-        """Append ``fv`` if ``request_id`` is sampled; return whether it was."""
-        if not self.sampled(request_id):
+        """Log ``fv`` if ``request_id`` is sampled and it has items; return whether it was taken."""
+        if not self._threshold or not fv.item_ids or not self.sampled(request_id):
             return False
-        day = time.strftime("%Y-%m-%d", time.gmtime(fv.t / 1000))
-        line = {"request_id": request_id, "feature_version": FEATURE_VERSION, **fv.to_dict()}
-        with open(self.folder / f"served-{day}.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line, separators=(",", ":")) + "\n")
-        self.logged += 1
+        if not self.background:
+            self._write([self._line(request_id, fv)])
+            return True
+        n = len(fv.item_ids)
+        with self._cond:
+            if self._closing or self._pending_rows + n > self.max_pending_rows:
+                self.dropped += 1
+                return False
+            self._pending.append((request_id, fv))
+            self._pending_rows += n
+            self._queued += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="funnel-served-features", daemon=True)
+                self._thread.start()
+                atexit.register(self.close)
         return True
 
+    @property
+    def pending(self) -> int:
+        """Vectors queued and not yet written."""
+        with self._cond:
+            return self._queued - self._done
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Write everything queued so far now; False if ``timeout`` (seconds) passed first."""
+        with self._cond:
+            target = self._queued
+            if self._thread is None or self._done >= target:
+                return True
+            self._hurry = True
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: self._done >= target, timeout)
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Flush, then stop the writer thread; idempotent (a later sampled vector starts a new one)."""
+        self.flush(timeout)
+        with self._cond:
+            thread = self._thread
+            if thread is None or thread is threading.current_thread():
+                return
+            self._closing = True
+            self._cond.notify_all()
+        thread.join(timeout)
+        atexit.unregister(self.close)
+        with self._cond:
+            if not thread.is_alive():  # usable again: the next sampled vector starts a new thread
+                self._thread, self._closing = None, False
+
+    def _run(self) -> None:
+        """The writer thread: every ``flush_interval_s`` (or on :meth:`flush`), append the queue."""
+        while True:
+            with self._cond:
+                if not (self._hurry or self._closing):
+                    self._cond.wait(self.flush_interval_s)
+                batch, self._pending, self._pending_rows, self._hurry = self._pending, [], 0, False
+                if not batch and self._closing:
+                    return
+            if batch:
+                try:
+                    self._write([self._line(rid, fv) for rid, fv in batch])
+                except Exception:  # never let the thread die: count and go on
+                    log.exception("served-feature log: %d vector(s) not written", len(batch))
+                with self._cond:
+                    self._done += len(batch)
+                    self._cond.notify_all()
+
+    @staticmethod
+    def _line(request_id: str, fv: FeatureVectors) -> tuple[str, str]:
+        """``(file name, JSON line)`` of one vector: the JSON of :meth:`FeatureVectors.to_dict` and its ids.
+
+        Built one item feature at a time: each ``json.dumps`` call holds the GIL throughout, so a
+        whole vector of a thousand candidates in one call would stall the request threads for
+        milliseconds; per feature it is a fraction of one.
+        """
+        day = time.strftime("%Y-%m-%d", time.gmtime(fv.t / 1000))
+        dumps = json.JSONEncoder(separators=(",", ":")).encode
+        head = {"request_id": request_id, "feature_version": FEATURE_VERSION, "user_id": fv.user_id,
+                "item_ids": fv.item_ids, "t": fv.t, "user": fv.user}  # fmt: skip
+        items = ",".join(f"{dumps(k)}:{dumps(v.tolist())}" for k, v in fv.items.items())
+        return f"served-{day}.jsonl", f'{dumps(head)[:-1]},"items":{{{items}}}}}\n'
+
+    def _write(self, lines: list[tuple[str, str]]) -> None:
+        """Append ``lines`` grouped by file: one ``write`` per file on an ``O_APPEND`` descriptor."""
+        files: dict[str, list[str]] = {}
+        for name, text in lines:
+            files.setdefault(name, []).append(text)
+        for name, texts in files.items():
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                data = "".join(texts).encode()
+                fd = os.open(self.folder / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    full = self.max_day_bytes is not None and os.fstat(fd).st_size >= self.max_day_bytes
+                    view = memoryview(b"" if full else data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
+                if full:
+                    if name not in self.full_days:
+                        log.warning("served-feature log: %s reached %d bytes; not logging to it", name,
+                                    self.max_day_bytes)  # fmt: skip
+                    self.full_days.add(name)
+                    self.dropped += len(texts)
+                    continue
+                self.logged += len(texts)
+            except OSError as exc:
+                self.failed += len(texts)
+                log.warning("served-feature log: %d line(s) not written to %s: %s", len(texts), name, exc)
+                continue
+            if name not in self._days:
+                self._days.add(name)
+                self._prune(name)
+
+    def _prune(self, newest: str) -> None:
+        """Delete the files more than ``retain_days`` before ``newest`` (``served-YYYY-MM-DD.jsonl``)."""
+        if self.retain_days is None:
+            return
+        try:
+            cut = (date.fromisoformat(newest[7:17]) - timedelta(days=self.retain_days)).isoformat()
+            for path in self.folder.glob("served-*.jsonl"):
+                if path.name[7:17] < cut:
+                    path.unlink(missing_ok=True)
+        except (OSError, ValueError) as exc:
+            log.warning("served-feature log: old files not pruned: %s", exc)
+
     def read(self) -> list[dict]:
-        """Every logged line, oldest file first."""
+        """Every logged line, oldest file first (after a :meth:`flush`; a torn last line is skipped)."""
+        self.flush()
         out = []
         for path in sorted(self.folder.glob("served-*.jsonl")):
-            out.extend(json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x)
+            out.extend(parse_lines(path.read_text(encoding="utf-8")))
         return out
+
+
+def parse_lines(text: str) -> list[dict]:
+    """The JSON lines of ``text``; a line cut short (a write in progress) is skipped."""
+    out = []
+    for x in text.splitlines():
+        if x:
+            try:
+                out.append(json.loads(x))
+            except ValueError:
+                continue
+    return out

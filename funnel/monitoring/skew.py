@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,10 +41,9 @@ import pyarrow as pa
 
 from funnel.features.definitions import FEATURES, FeatureDef
 from funnel.features.offline import OfflineStore
+from funnel.features.serving import SERVED_DIR as SERVED_DIR  # the log's folder; re-exported
 from funnel.monitoring.alarms import Alarm, MonitorConfig
 
-SERVED_DIR = "served_features"
-"""Folder of the served-feature log under the data directory."""
 EPS = 1e-4
 
 
@@ -157,13 +156,43 @@ def skew_alarm(skews: Sequence[FeatureSkew], config: MonitorConfig | None = None
     return Alarm.check("feature_skew", worst.psi, limit, "PSI", msg)
 
 
-def read_served(folder: str | Path, max_lines: int = 2_000) -> list[dict]:
-    """The last ``max_lines`` lines of the served-feature log in ``folder`` (oldest file first)."""
+def read_served(folder: str | Path, max_lines: int = 2_000, max_rows: int = 100_000) -> list[dict]:
+    """The newest lines of the served-feature log in ``folder``, oldest first.
+
+    At most ``max_lines`` lines, and no more lines than it takes to reach ``max_rows`` candidate rows
+    (a sampled request logs every candidate it scored: hundreds). The files are read from their
+    end, so the cost does not grow with the log; a line being written while this reads (cut short)
+    is skipped.
+    """
     out: list[dict] = []
-    for path in sorted(Path(folder).glob("served-*.jsonl")):
-        out.extend(json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x)
-        out = out[-max_lines:]
-    return out
+    rows = 0
+    for path in sorted(Path(folder).glob("served-*.jsonl"), reverse=True):
+        for text in _reverse_lines(path):
+            try:
+                line = json.loads(text)
+            except ValueError:
+                continue
+            out.append(line)
+            rows += len(line.get("item_ids") or ())
+            if len(out) >= max_lines or rows >= max_rows:
+                return out[::-1]
+    return out[::-1]
+
+
+def _reverse_lines(path: Path, block: int = 1 << 20) -> Iterator[bytes]:
+    """The non-empty lines of ``path`` from the last to the first, read in blocks from the end."""
+    with open(path, "rb") as fh:
+        end = fh.seek(0, 2)
+        tail = b""
+        while end > 0:
+            start = max(0, end - block)
+            fh.seek(start)
+            parts = (fh.read(end - start) + tail).split(b"\n")
+            end = start
+            tail = parts.pop(0) if end > 0 else b""  # maybe cut by the block boundary: joined next
+            yield from (x for x in reversed(parts) if x)
+        if tail:
+            yield tail
 
 
 def save_skews(path: str | Path, skews: Sequence[FeatureSkew], at_s: float) -> None:
