@@ -380,12 +380,21 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Embedded mode without the retrain thread.")
     ] = False,
+    served_feature_sample: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Share of requests whose scored features go to DATA_DIR/served_features/."
+        ),
+    ] = 0.01,
 ) -> None:
     """Serve the HTTP API (embedded without --redis: one process running the worker too)."""
     from funnel.api.server import ServeConfig
     from funnel.api.server import serve as run
 
-    run(ServeConfig(data_dir, redis, prefix, workers, api_keys, not no_worker), host, port)
+    config = ServeConfig(
+        data_dir, redis, prefix, workers, api_keys, not no_worker, served_feature_sample=served_feature_sample
+    )
+    run(config, host, port)
 
 
 @app.command()

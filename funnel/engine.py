@@ -6,6 +6,7 @@ One data directory holds everything (see DESIGN.md, "Storage, embedded first")::
     <data_dir>/events/      the durable event log of online events (file://)
     <data_dir>/idmaps/      persisted append-only IdMaps (users.arrow, items.arrow)
     <data_dir>/models/      versioned bundles and the LIVE pointer
+    <data_dir>/served_features/  a sample of the feature rows served (funnel.features.serving)
 
 Example:
     >>> import tempfile, pyarrow as pa
@@ -39,6 +40,7 @@ from funnel.data.tables import to_canonical
 from funnel.events.protocol import LogRecord
 from funnel.events.registry import open_event_log
 from funnel.events.tables import interactions_table
+from funnel.features.serving import SERVED_DIR, ServedFeatureLog
 from funnel.pipeline import Pipeline, RankedList
 from funnel.training.bundle import Bundle
 from funnel.training.gates import GateConfig
@@ -48,6 +50,10 @@ from funnel.training.trainer import TrainSummary
 
 log = logging.getLogger(__name__)
 _READ_BATCH = 10_000
+SERVED_FEATURE_SAMPLE = 0.01
+"""Default share of requests whose scored feature rows go to the served-feature log."""
+SERVED_RETAIN_DAYS, SERVED_DAY_BYTES = 7, 1 << 30
+"""The served-feature log's bounds on disk: days of files kept, bytes per day's file."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,11 @@ class Engine:
     ``source_deadline_ms``: when set, retrieval sources run concurrently and a source late for
     this deadline is dropped from that request (the HTTP app sets it; ``None`` keeps in-process
     results independent of timing).
+
+    ``served_feature_sample``: the share of requests (by a hash of the request id) whose scored
+    feature rows the ranking server logs to ``<data_dir>/served_features/`` for the skew monitor,
+    in a background thread (:class:`~funnel.features.serving.ServedFeatureLog`); 0 turns it off.
+    Only requests that carry an id are sampled (the HTTP API's; not :meth:`recommend` here).
     """
 
     def __init__(
@@ -80,12 +91,22 @@ class Engine:
         *,
         event_log_url: str | None = None,
         source_deadline_ms: float | None = None,
+        served_feature_sample: float = SERVED_FEATURE_SAMPLE,
     ) -> None:
+        if not 0.0 <= served_feature_sample <= 1.0:
+            raise ValidationError("must be in [0, 1]", field="served_feature_sample")
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.lake = Lake(self.data_dir / "lake")
         self.registry = ModelRegistry(self.data_dir / "models")
         self.event_log_url = event_log_url or f"file://{(self.data_dir / 'events').resolve()}"
+        self.served_log: ServedFeatureLog | None = None
+        """The served-feature log the ranking server writes (None when the sample rate is 0)."""
+        if served_feature_sample > 0:
+            folder, rate = self.data_dir / SERVED_DIR, served_feature_sample
+            self.served_log = ServedFeatureLog(
+                folder, rate, background=True, retain_days=SERVED_RETAIN_DAYS, max_day_bytes=SERVED_DAY_BYTES
+            )
         self._log: Any = None
         self._pipeline: Pipeline | None = None
         self.source_deadline_ms = source_deadline_ms
@@ -136,7 +157,9 @@ class Engine:
         return self._log
 
     def close(self) -> None:
-        """Release the event log (its writer lock)."""
+        """Release the event log (its writer lock); write out the served-feature rows still queued."""
+        if self.served_log is not None:
+            self.served_log.close()
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -227,7 +250,7 @@ class Engine:
         ``catch_up``: fold in the event log up to ``until`` (default: its end) first.
         """
         folder = self.registry.path(version)
-        pipeline = Pipeline(Bundle.load(folder), folder)
+        pipeline = Pipeline(Bundle.load(folder), folder, served_log=self.served_log)
         if pipeline.ranking is not None and self.source_deadline_ms is not None:
             pipeline.ranking.pipeline.retriever_.deadline_ms = self.source_deadline_ms
         if catch_up:

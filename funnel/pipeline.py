@@ -27,6 +27,7 @@ from funnel.core.interactions import Interactions
 from funnel.events.protocol import LogRecord
 from funnel.events.tables import interactions_table
 from funnel.experiments.overrides import ArmOverrides
+from funnel.features.serving import ServedFeatureLog
 from funnel.ranking.features import Context
 from funnel.ranking.serving import RankingServer
 from funnel.ranking.trace import RequestTrace
@@ -61,11 +62,18 @@ class RankedList:
 class Pipeline:
     """Serves one bundle; see the module docstring."""
 
-    def __init__(self, bundle: Bundle, folder: str | Path | None = None) -> None:
+    def __init__(
+        self, bundle: Bundle, folder: str | Path | None = None, served_log: ServedFeatureLog | None = None
+    ) -> None:
+        """Serve ``bundle`` (its ranking pipeline from ``folder``, when there is one).
+
+        ``served_log``: where the ranking server logs a sample of the feature rows it scores.
+        """
         self.bundle = bundle
         self.ranking: RankingServer | None = None
         if folder is not None and (Path(folder) / "ranking").exists():
-            self.ranking = RankingServer.load(folder, int(bundle.meta.get("time_max_ms", 0)) + 1)
+            now = int(bundle.meta.get("time_max_ms", 0)) + 1
+            self.ranking = RankingServer.load(folder, now, served_log=served_log)
         self.n_items = bundle.history.shape[1]
         self.n_trained_items = self.n_items
         """The baseline model's catalogue: items added later (:meth:`add_items`) lie beyond it."""
@@ -167,6 +175,7 @@ class Pipeline:
         context: Context | None = None,
         trace: RequestTrace | None = None,
         overrides: ArmOverrides | None = None,
+        request_ids: Sequence[str] | None = None,
     ) -> list[RankedList]:
         """Top-``k`` for each user, seen and unlisted items excluded, with reasons.
 
@@ -175,7 +184,8 @@ class Pipeline:
         With a ranking pipeline in the bundle: retrieval, ranking and re-ranking (policy filters
         use ``segments``, e.g. the request's ``country``, over the users' attributes); should it
         fail, the baseline serves and each list says ``fallback="baseline"``. ``trace`` (one
-        user) records what each stage did (:mod:`funnel.ranking.trace`).
+        user) records what each stage did (:mod:`funnel.ranking.trace`). ``request_ids`` (one per
+        user, e.g. the HTTP request's id): the ranking server's served-feature log samples by them.
         """
         if trace is not None:
             if len(user_ids) != 1:
@@ -184,7 +194,9 @@ class Pipeline:
         rows = self.history_rows(user_ids)
         if self.ranking is not None:
             try:
-                return self._ranked(user_ids, rows, k, segments, context, trace, overrides=overrides)
+                return self._ranked(
+                    user_ids, rows, k, segments, context, trace, overrides=overrides, request_ids=request_ids
+                )
             except Exception as exc:  # the baseline is the fallback of the full pipeline
                 log.exception("ranking pipeline failed; serving the baseline")
                 if trace is not None:
@@ -206,10 +218,13 @@ class Pipeline:
         context: Context | None = None,
         trace: RequestTrace | None = None,
         overrides: ArmOverrides | None = None,
+        request_ids: Sequence[str] | None = None,
     ) -> list[RankedList]:
         assert self.ranking is not None
         out = []
-        pages = self.ranking.recommend(user_ids, rows, k, segments, context, trace, overrides=overrides)
+        pages = self.ranking.recommend(
+            user_ids, rows, k, segments, context, trace, overrides=overrides, request_ids=request_ids
+        )
         for page in pages:
             listed = self.bundle.listed[page.items]
             if trace is not None and not listed.all():

@@ -12,9 +12,15 @@
 
 Every response carries ``x-funnel-worker: <pid>``: which uvicorn process answered.
 
+Served-feature logging: every process samples ``served_feature_sample`` of its recommendation
+requests (default 1%, by request id) and appends their scored feature rows to
+``<data-dir>/served_features/`` (what ``funnel report`` compares with offline recomputation for
+the skew alarm); processes share the folder (whole-batch ``O_APPEND`` writes).
+
 Each uvicorn process builds its app from the environment (``FUNNEL_DATA_DIR``,
-``FUNNEL_EVENT_LOG``, ``FUNNEL_ENTITY_FEED``, ``FUNNEL_API_KEYS_FILE``, ``FUNNEL_WORKER``) through
-:func:`app_from_env`, so ``uvicorn --factory funnel.api.server:app_from_env`` works as well.
+``FUNNEL_EVENT_LOG``, ``FUNNEL_ENTITY_FEED``, ``FUNNEL_API_KEYS_FILE``, ``FUNNEL_WORKER``,
+``FUNNEL_SERVED_FEATURE_SAMPLE``) through :func:`app_from_env`, so
+``uvicorn --factory funnel.api.server:app_from_env`` works as well.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ class ServeConfig:
     run_worker: bool = True
     redis_timeout_s: float = 1.0
     """Socket timeout of every Redis call (``?timeout=`` on ``redis_url`` overrides it)."""
+    served_feature_sample: float = 0.01
+    """Share of recommendation requests whose scored feature rows go to ``<data_dir>/served_features/``."""
 
     def event_log_url(self) -> str:
         """``redis://...?stream=<prefix>:events&timeout=T``, or the data directory's ``file://`` log."""
@@ -67,6 +75,7 @@ class ServeConfig:
             "FUNNEL_EVENT_LOG": self.event_log_url(),
             "FUNNEL_ENTITY_FEED": self.entity_feed_url(),
             "FUNNEL_WORKER": "1" if self.run_worker and not self.redis_url else "0",
+            "FUNNEL_SERVED_FEATURE_SAMPLE": repr(float(self.served_feature_sample)),
         }
         if self.api_keys_file is not None:
             env["FUNNEL_API_KEYS_FILE"] = str(self.api_keys_file.resolve())
@@ -98,6 +107,8 @@ def check_config(config: ServeConfig, host: str) -> None:
         raise ConfigError("several --workers share state through Redis: give --redis redis://host:port/db")
     if config.workers < 1:
         raise ConfigError("--workers must be at least 1")
+    if not 0.0 <= config.served_feature_sample <= 1.0:
+        raise ConfigError(f"--served-feature-sample must be in [0, 1], got {config.served_feature_sample!r}")
     from funnel.api.auth import ApiKeys
 
     keys = ApiKeys.load(config.api_keys_file)
@@ -146,11 +157,13 @@ def app_from_env() -> FastAPI:
     from funnel.engine import Engine
 
     data_dir = os.environ.get("FUNNEL_DATA_DIR", "./funnel-data")
-    engine = Engine(data_dir, event_log_url=os.environ.get("FUNNEL_EVENT_LOG"))
+    sample = served_sample_from_env()
+    engine = Engine(data_dir, event_log_url=os.environ.get("FUNNEL_EVENT_LOG"), served_feature_sample=sample)
     feed = open_entity_feed(os.environ.get("FUNNEL_ENTITY_FEED", "memory://"))
     keys_file = os.environ.get("FUNNEL_API_KEYS_FILE")
     app = create_app(engine, feed, ApiKeys.load(keys_file) if keys_file else ApiKeys.load())
     app.add_middleware(WorkerHeader)
+    # the served-feature log flushes its queue at exit itself (atexit, once it has written)
     if os.environ.get("FUNNEL_WORKER") == "1":
         stop = threading.Event()
         worker = Worker(engine)
@@ -165,6 +178,22 @@ def app_from_env() -> FastAPI:
             stop.set()
 
     return app
+
+
+def served_sample_from_env() -> float:
+    """``FUNNEL_SERVED_FEATURE_SAMPLE`` (a share in [0, 1]), else the engine's default."""
+    from funnel.engine import SERVED_FEATURE_SAMPLE
+
+    raw = os.environ.get("FUNNEL_SERVED_FEATURE_SAMPLE", "").strip()
+    if not raw:
+        return SERVED_FEATURE_SAMPLE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"FUNNEL_SERVED_FEATURE_SAMPLE must be a number in [0, 1], got {raw!r}")
+    return value
 
 
 def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:

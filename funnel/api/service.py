@@ -107,6 +107,8 @@ class RecommendationRequest:
     category: str | None = None
     debug: bool = False
     """Record a :class:`~funnel.ranking.trace.RequestTrace` of the request (``page.trace``)."""
+    request_id: str | None = None
+    """The HTTP request's id: the served-feature log samples requests by it (None: never logged)."""
 
 
 @dataclass
@@ -293,9 +295,9 @@ class RecommendationService:
             fetch = min(MAX_FETCH, (request.limit + len(excluded)) * (4 if request.category else 1))
             try:
                 overrides = assigned.overrides if assigned is not None else None
-                ranked = pipeline.recommend(
-                    [request.user_id], fetch, segments or None, context, trace, overrides=overrides
-                )[0]
+                rids = [request.request_id] if request.request_id else None
+                args = ([request.user_id], fetch, segments or None, context, trace)
+                ranked = pipeline.recommend(*args, overrides=overrides, request_ids=rids)[0]
             except Exception as exc:
                 log.exception("pipeline failed; serving popular items")
                 items = pipeline.popular(fetch)

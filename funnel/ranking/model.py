@@ -284,14 +284,21 @@ class RankingPipeline(Estimator):
         contexts: Sequence[Context] | None = None,
         weights: Mapping[str, float] | None = None,
         trace: RequestTrace | None = None,
+        request_ids: Sequence[str | None] | None = None,
     ) -> list[tuple[MergedCandidates, np.ndarray]]:
         """Per user of ``query``: merged candidates re-ordered best first, and their scores.
 
         ``trace`` records the sources, stage times and the first user's features and head scores.
+        ``request_ids`` (one per user, or None) go with each feature read: the server's
+        served-feature log keeps a sample of the vectors scored, by request id.
         """
         merged = self.retrieve(query, trace)
         ids = [self.statics_.ids_of(m.items) for m in merged]
-        vectors = [server.read(u, i, query.now_ms) for u, i in zip(query.user_ids, ids, strict=True)]
+        rids = request_ids if request_ids is not None else [None] * len(ids)
+        vectors = [
+            server.read(u, i, query.now_ms, request_id=r)
+            for u, i, r in zip(query.user_ids, ids, rids, strict=True)
+        ]
         out: list[tuple[MergedCandidates, np.ndarray]] = []
         nonempty = [k for k, m in enumerate(merged) if len(m)]
         scores, fm = np.zeros(0), None

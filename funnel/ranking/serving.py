@@ -13,6 +13,13 @@ event seen — wall-clock time for a live stream, the end of the data for a hist
 windowed features mean the same at training and serving), then the
 :class:`~funnel.rerank.reranker.ReRanker` (policy filters, diversity, exploration, explanations).
 
+Served-feature logging: with a :class:`~funnel.features.serving.ServedFeatureLog` (``served_log``,
+what :class:`~funnel.engine.Engine` gives it: ``<data_dir>/served_features/``, 1% of requests by
+default), a request whose id is sampled has every candidate row it scores logged (user, items,
+the data clock ``t`` and the store's feature values), for the training–serving skew monitor
+(:mod:`funnel.monitoring.skew`). Requests without an id (batch scoring, the promotion gate's
+evaluation) are never logged.
+
 Example: see :class:`funnel.engine.Engine`, which trains and serves it.
 """
 
@@ -35,7 +42,7 @@ from funnel.features.materialize import materialize
 from funnel.features.offline import OfflineStore, write_partitioned
 from funnel.features.online.memory import MemoryOnlineStore
 from funnel.features.online.protocol import feature_key
-from funnel.features.serving import FeatureServer
+from funnel.features.serving import FeatureServer, ServedFeatureLog
 from funnel.features.streaming import Catalog, EventFeaturizer, event_id, read_recent
 from funnel.ranking.features import Context, ItemStatics
 from funnel.ranking.model import RankingPipeline
@@ -75,11 +82,13 @@ class RankingServer:
         now_ms: int,
         rerank: RerankConfig | None = None,
         seed: int = 0,
+        served_log: ServedFeatureLog | None = None,
     ) -> None:
         self.pipeline, self.store, self.now_ms, self.seed = pipeline, store, int(now_ms), seed
         self.items = items
+        self.served_log = served_log
         self.catalog = Catalog.from_items(items)
-        self.features = FeatureServer(store, self.catalog)
+        self.features = FeatureServer(store, self.catalog, served_log=served_log)
         self.featurizer = EventFeaturizer(self.catalog)
         self.reranker = ReRanker(rerank, ItemPolicyTable.from_catalogue(items))
         self.user_index = {u: i for i, u in enumerate(users.column("user_id").to_pylist())}
@@ -88,7 +97,13 @@ class RankingServer:
         self._arm_rerankers: dict[str, tuple[ReRanker, ReRanker]] = {}
 
     @classmethod
-    def load(cls, folder: str | Path, now_ms: int, rerank: RerankConfig | None = None) -> RankingServer:
+    def load(
+        cls,
+        folder: str | Path,
+        now_ms: int,
+        rerank: RerankConfig | None = None,
+        served_log: ServedFeatureLog | None = None,
+    ) -> RankingServer:
         """The server of a bundle folder (pipeline in ``ranking/``, data beside it)."""
         import pyarrow.parquet as pq
 
@@ -97,7 +112,7 @@ class RankingServer:
         items, users = pq.read_table(folder / ITEMS_FILE), pq.read_table(folder / USERS_FILE)
         store = MemoryOnlineStore()
         materialize(OfflineStore(folder / FEATURES_DIR, items), store, now=now_ms, progress=False)
-        return cls(pipeline, items, users, store, now_ms, rerank)
+        return cls(pipeline, items, users, store, now_ms, rerank, served_log=served_log)
 
     def add_items(self, items: pa.Table, indices: np.ndarray) -> list[str]:
         """Serve the new catalogue rows ``items`` (``ITEMS`` columns) as item ``indices`` (appended).
@@ -126,7 +141,7 @@ class RankingServer:
         self.pipeline.statics_ = grown
         took = self.pipeline.retriever_.add_items(rows, indices, n_before)
         self.catalog = Catalog.from_items(self.items)
-        self.features = FeatureServer(self.store, self.catalog)
+        self.features = FeatureServer(self.store, self.catalog, served_log=self.served_log)
         self.featurizer = EventFeaturizer(self.catalog)
         table = ItemPolicyTable.from_catalogue(self.items)
         self.reranker = ReRanker(self.reranker.config, table, self.reranker.steps)
@@ -179,6 +194,7 @@ class RankingServer:
         context: Context | None = None,
         trace: RequestTrace | None = None,
         overrides: ArmOverrides | None = None,
+        request_ids: Sequence[str] | None = None,
     ) -> list[Page]:
         """A re-ranked page of ``k`` items per user (``histories``: their current positive items).
 
@@ -190,9 +206,12 @@ class RankingServer:
         (so padding never breaks a hard policy); it can still be short when too few items are
         eligible at all. Should ranking fail (features unreadable, a broken model), the pages keep
         the retrieval order and say ``fallback="retrieval_order"``. ``trace`` records the first
-        user's path (:mod:`funnel.ranking.trace`).
+        user's path (:mod:`funnel.ranking.trace`). ``request_ids`` (one per user): a sampled one has
+        the feature rows scored for its user written to the served-feature log (module docstring).
         """
         user_ids = list(user_ids)
+        if request_ids is not None and len(request_ids) != len(user_ids):
+            raise ValueError(f"{len(request_ids)} request ids for {len(user_ids)} users")
         H = histories.tocsr()
         segments = [{**s, **(segments or {})} for s in self._segments(user_ids)]
         query = RetrievalQuery(user_ids, H, self._recent(user_ids), segments, self.now_ms)
@@ -202,7 +221,9 @@ class RankingServer:
         weights = overrides.weights(self.pipeline.ranker_.weights) if overrides is not None else None
         try:
             contexts = [context] * len(user_ids) if context else None
-            ranked = self.pipeline.rank(query, self.features, contexts, trace=trace, weights=weights)
+            ranked = self.pipeline.rank(
+                query, self.features, contexts, trace=trace, weights=weights, request_ids=request_ids
+            )
         except Exception as exc:  # the retrieval order is the ranker's fallback
             log.exception("ranking failed; serving the retrieval order")
             fallback = "retrieval_order"

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class ApiServer:
 
     Without ``redis_url`` the server is the embedded mode: one process, the file event log in
     ``<data_dir>/events``, the entity feed in memory and the retrain worker in a thread.
+    ``extra_args`` go to ``funnel serve`` as well (e.g. ``--served-feature-sample 1``).
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class ApiServer:
         redis_url: str | None = None,
         prefix: str = "funnel",
         workers: int = 1,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.data_dir, self.port, self.log_path = data_dir, free_port(), log_path
         self.base = f"http://127.0.0.1:{self.port}"
@@ -59,6 +62,7 @@ class ApiServer:
         args += ["--port", str(self.port)]
         if redis_url is not None:
             args += ["--redis", redis_url, "--prefix", prefix, "--workers", str(workers)]
+        args += list(extra_args)
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
             args, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True

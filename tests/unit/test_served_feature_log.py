@@ -5,7 +5,9 @@ by a daemon thread (on its interval, on ``flush``, on ``close``); a request not 
 nothing and writes nothing; the queue is bounded in rows (vectors beyond are dropped and counted);
 concurrent writers, in threads or as separate logs on one folder (processes), leave whole lines;
 a line cut short is skipped by the readers; a failing write is counted, never raised; old day
-files are pruned and a day's file is capped; the newest lines are read from the files' ends.
+files are pruned and a day's file is capped; the newest lines are read from the files' ends. Then
+the wiring: ``Engine`` (1% by default, ``<data_dir>/served_features/``), ``ServeConfig`` /
+``FUNNEL_SERVED_FEATURE_SAMPLE`` / ``app_from_env``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ import json
 import threading
 
 import numpy as np
+import pytest
 
-from funnel.features.serving import FeatureVectors, ServedFeatureLog
+from funnel.api.server import ServeConfig, app_from_env, check_config, served_sample_from_env
+from funnel.core.errors import ConfigError, ValidationError
+from funnel.engine import Engine
+from funnel.features.serving import SERVED_DIR, FeatureVectors, ServedFeatureLog
 from funnel.monitoring.skew import _reverse_lines, read_served, served_rows
 
 T = 1_767_225_600_000
@@ -128,6 +134,37 @@ def test_close_then_reuse(tmp_path) -> None:
     assert log.maybe_log("r2", vector())
     log.close()
     assert [x["request_id"] for x in read_served(tmp_path)] == ["r1", "r2"]
+
+
+def test_engine_wires_the_log_under_its_data_dir(tmp_path) -> None:
+    engine = Engine(tmp_path / "d")
+    assert engine.served_log is not None and engine.served_log.background
+    assert engine.served_log.sample_rate == 0.01
+    assert engine.served_log.folder == tmp_path / "d" / SERVED_DIR
+    assert (engine.served_log.retain_days, engine.served_log.max_day_bytes) == (7, 1 << 30)
+    assert Engine(tmp_path / "e", served_feature_sample=0.0).served_log is None
+    with pytest.raises(ValidationError, match="served_feature_sample"):
+        Engine(tmp_path / "f", served_feature_sample=1.5)
+
+
+def test_the_serving_setting_reaches_the_engine(tmp_path, monkeypatch) -> None:
+    config = ServeConfig(tmp_path, served_feature_sample=0.25)
+    env = config.environment()
+    assert env["FUNNEL_SERVED_FEATURE_SAMPLE"] == "0.25"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("FUNNEL_WORKER", "0")
+    engine = app_from_env().state.service.engine
+    assert engine.served_log.sample_rate == 0.25
+    assert engine.served_log.folder == tmp_path.resolve() / SERVED_DIR
+    monkeypatch.delenv("FUNNEL_SERVED_FEATURE_SAMPLE")
+    assert served_sample_from_env() == 0.01
+    for bad in ("abc", "2", "-0.1", "nan"):
+        monkeypatch.setenv("FUNNEL_SERVED_FEATURE_SAMPLE", bad)
+        with pytest.raises(ConfigError, match="FUNNEL_SERVED_FEATURE_SAMPLE"):
+            served_sample_from_env()
+    with pytest.raises(ConfigError, match="served-feature-sample"):
+        check_config(ServeConfig(tmp_path, served_feature_sample=1.5), "127.0.0.1")
 
 
 def test_old_days_are_pruned_when_a_new_day_starts(tmp_path) -> None:

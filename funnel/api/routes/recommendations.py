@@ -56,9 +56,9 @@ def recommendations(
     if debug and not grants(scopes, "admin"):
         raise HTTPException(403, "debug traces need the 'admin' scope")
     excluded = tuple(x for part in (exclude or []) for x in part.split(",") if x)
-    page = svc.recommend(
-        RecommendationRequest(user_id, limit, device, surface, country, cursor, excluded, category, debug)
-    )
+    rid = request_id_of(request)  # the served-feature log samples requests by it
+    request_args = (user_id, limit, device, surface, country, cursor, excluded, category, debug, rid)
+    page = svc.recommend(RecommendationRequest(*request_args))
     items = [
         RecommendedItem(
             item_id=r.item_id,
