@@ -94,7 +94,11 @@ class HotSwapper:
             if now < self._next_check:
                 return "idle"
             self._next_check = now + self.poll_s
-            live = self.engine.registry.live()
+            try:
+                live = self.engine.registry.live()
+            except OSError as exc:  # an unreadable pointer must not fail the request: look again later
+                log.warning("cannot read the LIVE pointer: %s", exc)
+                return "idle"
             held = self.engine._pipeline
             if live is None or held is None or held.bundle.version == live:
                 return "idle"

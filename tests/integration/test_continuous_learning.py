@@ -7,7 +7,7 @@ monitoring collector). A PUT item is in the content index right away; four DELET
 ``funnel_listed_items`` at once while the indexes keep them (ratio above 1); after enough new
 events the worker retrains with the live recipe (content source kept), the server swaps the
 version in, and every ANN index holds exactly the listed catalogue: the new item in, the
-unlisted ones out.
+unlisted ones out; an item PUT after v2 was trained is embedded into v2 as it is swapped in.
 """
 
 from __future__ import annotations
@@ -82,11 +82,15 @@ def test_worker_retrain_keeps_new_items_and_purges_unlisted_ones(api_data_templa
     assert v2 != v1 and engine.registry.manifest(v2).config["ranking"] == {"sources": SOURCES}
     assert worker.index_report == {"version": v2, "listed": 77, "indexes": {"als": 77, "content": 77}}
 
+    late = {"title": "Late arrival", "description": "Put after v2 was trained", "categories": ["drama"]}
+    assert client.put("/v1/items/new-2", json=late).status_code == 202  # v2 never saw it
     client.get("/v1/recommendations", params={"user_id": "u000001"})  # notices the new version
     assert client.app.state.service.swapper.wait(60)
     page = client.get("/v1/recommendations", params={"user_id": "u000001"}).json()
     assert page["model_version"] == v2
-    assert _gauges(client) == {"als": 77, "content": 77, "listed": 77}  # index size = listed catalogue
+    # index size = listed catalogue; new-2 was embedded into v2 at the swap (ALS cannot embed it)
+    assert _gauges(client) == {"als": 77, "content": 78, "listed": 78}
+    assert "new-2" in _indexed(engine, "content")
     for source in ("als", "content"):
         held = _indexed(engine, source)
         assert "new-1" in held and not held & set(gone), source
