@@ -2,27 +2,23 @@
 
 The spec states each field's rule (name pattern, weight and ramp ranges, the overridable settings
 with their ranges); the one rule it cannot state, unique arm names, is a 422 naming ``arms``.
-A per-arm ``model_version`` is refused with a message saying why
-(:mod:`funnel.experiments.overrides`).
+A per-arm ``model_version`` must name a registered version that was not rejected and loads:
+checked when the experiment starts (:mod:`funnel.api.arm_models`), a 422 naming
+``arms.<i>.overrides.model_version`` otherwise.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from funnel.api.schemas import NOT_BLANK, Closed, _Integral
 from funnel.experiments.overrides import MAX_WEIGHT
 from funnel.experiments.store import NAME_PATTERN, ExperimentRecord
 
-
-def _no_model_version(value: Any) -> None:
-    if value is not None:
-        raise ValueError(
-            "per-arm model versions are not supported: a worker serves the LIVE bundle only "
-            "(compare versions with `funnel evaluate`, or one after the other)"
-        )
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+"""Model version names (:func:`funnel.training.registry.check_version_name`)."""
 
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="letters, digits, '.', '_', '-'; up to 64")]
@@ -59,13 +55,11 @@ class OverridesIn(Closed):
 
     head_weights: HeadWeightsIn = Field(None)
     rerank: RerankIn = Field(None)
-    model_version: Annotated[None, BeforeValidator(_no_model_version)] = Field(
-        None, description="not supported: every worker serves the LIVE model; any value is refused"
+    model_version: Annotated[str, Field(pattern=VERSION_PATTERN)] | None = Field(
+        None,
+        description="a registered model version (`funnel models list`) serving this arm instead of "
+        "the live one; it must exist, not be rejected, and load",
     )
-
-
-_NULL = {"model_version"}
-"""Fields accepted only as null: not part of the stored overrides."""
 
 
 class ArmIn(Closed):
@@ -100,11 +94,19 @@ class ExperimentIn(Closed):
             {
                 "name": a.name,
                 "weight": a.weight,
-                "overrides": a.overrides.model_dump(exclude_unset=True, exclude=_NULL),
+                "overrides": _overrides(a.overrides),
             }
             for a in self.arms
         ]
         return out
+
+
+def _overrides(overrides: OverridesIn) -> dict[str, Any]:
+    """The stored overrides: what was set (a cap set to null stays: no cap); a null version is none."""
+    out = overrides.model_dump(exclude_unset=True)
+    if out.get("model_version", 0) is None:
+        del out["model_version"]
+    return out
 
 
 class RampIn(Closed):

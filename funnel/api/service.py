@@ -17,6 +17,9 @@ It adds what a request path needs beyond the engine's Python API:
   pipeline state (catch-up, entity changes, ranking), event appends run outside it.
 * **Hot swap.** A newly promoted version is loaded in the background and swapped in between two
   requests (:mod:`funnel.api.hot_swap`); every page names the version that ranked it.
+* **Per-arm model versions.** An experiment arm naming ``model_version`` is served by that
+  version's pipeline, held beside the live one and kept caught up like it
+  (:mod:`funnel.api.arm_models`).
 
 Example:
     >>> import tempfile, pyarrow as pa
@@ -49,6 +52,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from funnel.api.arm_models import ArmModels
 from funnel.api.breaker import CircuitBreaker
 from funnel.api.cursor import MAX_SERVED, decode_cursor, encode_cursor
 from funnel.api.debug import filter_reasons, record_request
@@ -150,19 +154,21 @@ class RecommendationService:
         self._unlisted: set[str] = set()
         self._relisted: set[str] = set()
         self._user_attrs: dict[str, dict[str, str]] = {}
-        self._categories: dict[str, np.ndarray] | None = None
+        self._categories: dict[str, dict[str, np.ndarray]] = {}  # per model version
         self._version: str | None = None
         self.history = UserHistory(engine)
         self.experiments = ExperimentBook(engine.data_dir, self.feed)
         self._feed_items: dict[str, dict[str, Any]] = {}  # item rows from the feed since the last swap
         self.swapper = HotSwapper(engine, self._lock, self._prepare, self._finish, self._swapped)
+        self.arm_models = ArmModels(engine, self.experiments, self._lock, self._prepare, self._finish)
+        self.arm_models.sync()  # a worker started while an experiment runs loads its arms' versions
 
     # ---- state -----------------------------------------------------------------------------
 
     def _pipeline(self) -> Pipeline:
         pipeline = self.engine.pipeline(catch_up=False)
         if self._version != pipeline.bundle.version:
-            self._version, self._categories = pipeline.bundle.version, None
+            self._version, self._categories = pipeline.bundle.version, {}
             self.metrics.model_info.clear()
             self.metrics.model_info.labels(version=self._version).set(1)
         return pipeline
@@ -207,7 +213,9 @@ class RecommendationService:
         try:
             _ = self.engine.event_log.end_offset
             with self._lock:
-                self.engine.catch_up()
+                start = self._pipeline().read_offset
+                records = self.engine.catch_up()
+                self.arm_models.catch_up(records, start, self._pipeline().read_offset)
                 changes, self._feed_pos = self.feed.read(self._feed_pos)
                 self._apply(changes)
         except Exception as exc:
@@ -229,35 +237,42 @@ class RecommendationService:
         if new_rows:
             self._add_items(new_rows)
             self._feed_items.update((r["item_id"], r) for r in new_rows)
-        pipeline = self._pipeline()
+        pipelines = [self._pipeline(), *self.arm_models.loaded()]
         for change in changes:
             if change.kind == "unlist":
                 self._unlisted.add(change.id)
                 self._relisted.discard(change.id)
-                pipeline.set_listed([change.id], False)
+                for pipeline in pipelines:
+                    pipeline.set_listed([change.id], False)
             elif change.kind == "item":
-                self._categories = None  # the item's categories may have changed
-                if change.data.get("status", "listed") == "listed":
+                self._categories = {}  # the item's categories may have changed
+                listed = change.data.get("status", "listed") == "listed"
+                if listed:
                     self._unlisted.discard(change.id)
                     self._relisted.add(change.id)
-                    pipeline.set_listed([change.id], True)
                 else:
                     self._unlisted.add(change.id)
-                    pipeline.set_listed([change.id], False)
+                for pipeline in pipelines:
+                    pipeline.set_listed([change.id], listed)
             elif change.kind == "user":
                 attrs = change.data.get("attributes") or {}
                 self._user_attrs[change.id] = {str(k): str(v) for k, v in attrs.items()}
             elif change.kind == EXPERIMENT:
                 self.experiments.apply(change.data)
+                self.arm_models.sync()  # load (in the background) or drop the versions arms name
 
     def _add_items(self, rows: list[dict[str, Any]], pipeline: Pipeline | None = None) -> None:
-        """Make new catalogue items retrievable now (content embedding, ANN index); see Pipeline.add_items."""
+        """Make new catalogue items retrievable now (content embedding, ANN index); see Pipeline.add_items.
+
+        Without ``pipeline``: in the live pipeline and every experiment arm's.
+        """
         latest = {r["item_id"]: r for r in rows}
         table = to_canonical("items", pa.Table.from_pylist(list(latest.values()), schema=_ITEM_INPUT))
         t = time.perf_counter()
-        added = (pipeline or self._pipeline()).add_items(table)
-        if len(added):
-            self._categories = None
+        targets = [pipeline] if pipeline is not None else [self._pipeline(), *self.arm_models.loaded()]
+        added = [len(p.add_items(table)) for p in targets]  # every target
+        if any(added):
+            self._categories = {}
             self.metrics.stages.labels(stage="add_items").observe(time.perf_counter() - t)
 
     def ready(self) -> dict[str, bool]:
@@ -289,9 +304,14 @@ class RecommendationService:
         if request.country is not None:
             segments["country"] = request.country
         assigned = self.experiments.assign(request.user_id)
+        version = assigned.overrides.model_version if assigned is not None else None
+        pinned = self.arm_models.pipeline_for(version) if version is not None else None
+        if version is not None and pinned is None:
+            log.warning("arm %s: model version %s is not loaded, the live one serves", assigned.arm, version)
         t1 = time.perf_counter()
         with self._lock:
             pipeline = self._pipeline()
+            pipeline = pinned if pinned is not None else pipeline
             fetch = min(MAX_FETCH, (request.limit + len(excluded)) * (4 if request.category else 1))
             try:
                 overrides = assigned.overrides if assigned is not None else None
@@ -395,9 +415,10 @@ class RecommendationService:
         return self.engine.to_recommendations(page, pipeline)
 
     def _category_items(self, pipeline: Pipeline, category: str) -> np.ndarray:
-        if self._categories is None:
-            self._categories = _items_by_category(self.engine, pipeline)
-        return self._categories.get(category, np.zeros(0, dtype=np.int64))
+        version = pipeline.bundle.version
+        if version not in self._categories:
+            self._categories[version] = _items_by_category(self.engine, pipeline)
+        return self._categories[version].get(category, np.zeros(0, dtype=np.int64))
 
     def similar(self, item_id: str, limit: int) -> list[Recommendation]:
         """Items similar to ``item_id`` (404 when it is not in the trained catalogue)."""

@@ -1,7 +1,7 @@
 """Per-arm serving overrides: what an experiment arm may change on the request path, validated.
 
 An arm's ``overrides`` (the opaque dict of :class:`~funnel.experiments.assignment.Arm`) is a JSON
-object with two optional keys, both applied per request by
+object with three optional keys. Two are applied per request by
 :meth:`funnel.ranking.serving.RankingServer.recommend`:
 
 * ``head_weights``: ranker head -> weight (heads :data:`~funnel.ranking.ranker.HEADS`). The score
@@ -10,12 +10,14 @@ object with two optional keys, both applied per request by
 * ``rerank``: re-ranking settings of :class:`~funnel.rerank.config.RerankConfig` replaced for the
   arm, one of :data:`RERANK_KEYS` (exploration rates, MMR λ, freshness boost, diversity caps).
 
-``model_version`` is refused: an API worker serves one model, the LIVE bundle, and holding a
-second trained bundle per worker (memory, its own catch-up of the event log and entity feed) is
-not built. Compare two model versions offline (``funnel evaluate``) or one after the other.
+The third, ``model_version``, names a registered model version that serves the arm instead of
+the LIVE one: here it is only checked to be a version name; that the version exists, was not
+rejected by the gate and loads is checked when the experiment starts, and the API worker holds
+its pipeline beside the live one while the experiment runs (:mod:`funnel.api.arm_models`).
 
-Overrides act on the ranking pipeline (retrieval, ranker, re-ranker). A bundle with a baseline
-model only serves every arm alike; the response still names the arm.
+The weights and re-ranking settings act on the ranking pipeline (retrieval, ranker, re-ranker)
+of the version that serves the arm. A bundle with a baseline model only serves every arm alike;
+the response still names the arm.
 
 Example:
     >>> o = ArmOverrides.from_dict({"head_weights": {"like": 2}, "rerank": {"explore_rate": 0.0}})
@@ -23,6 +25,8 @@ Example:
     {'engage': 1.0, 'like': 2.0}
     >>> o.rerank_config(RerankConfig()).explore_rate
     0.0
+    >>> ArmOverrides.from_dict({"model_version": "20260101-000000.000-abc123"}).to_dict()
+    {'model_version': '20260101-000000.000-abc123'}
     >>> ArmOverrides.from_dict({"rerank": {"mmr_lambda": 1.5}}, "arms[1].overrides")
     Traceback (most recent call last):
     ...
@@ -40,6 +44,7 @@ from typing import Any
 from funnel.core.errors import ConfigError, ValidationError
 from funnel.ranking.ranker import HEADS
 from funnel.rerank.config import RerankConfig
+from funnel.training.registry import check_version_name
 
 MAX_WEIGHT = 1e6
 """Bound on a head weight's magnitude (a larger one is a typo, not a setting)."""
@@ -65,7 +70,7 @@ RERANK_KEYS: dict[str, RerankKey] = {
     "max_consecutive": RerankKey(True, 1, 1000, nullable=True),
 }
 """The :class:`RerankConfig` fields an arm may set, with their ranges."""
-OVERRIDE_KEYS = ("head_weights", "rerank")
+OVERRIDE_KEYS = ("head_weights", "rerank", "model_version")
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ class ArmOverrides:
 
     head_weights: dict[str, float] = field(default_factory=dict)
     rerank: dict[str, float | int | None] = field(default_factory=dict)
+    model_version: str | None = None
+    """The registered model version serving the arm (None: the LIVE one)."""
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None, where: str = "overrides") -> ArmOverrides:
@@ -82,12 +89,6 @@ class ArmOverrides:
         if not isinstance(raw, Mapping):
             raise ValidationError("must be an object", field=where)
         for key in raw:
-            if key == "model_version":
-                raise ValidationError(
-                    "per-arm model versions are not supported: a worker serves the LIVE bundle only "
-                    "(compare versions with `funnel evaluate`, or one after the other)",
-                    field=f"{where}.model_version",
-                )
             if key not in OVERRIDE_KEYS:
                 raise ValidationError(
                     f"unknown override (allowed: {', '.join(OVERRIDE_KEYS)})", field=f"{where}.{key}"
@@ -105,7 +106,13 @@ class ArmOverrides:
             key: _check_rerank(key, value, f"{where}.rerank.{key}")
             for key, value in _mapping(raw.get("rerank"), f"{where}.rerank").items()
         }
-        out = cls({h: float(w) for h, w in weights.items()}, rerank)
+        version = raw.get("model_version")
+        if version is not None:
+            try:
+                check_version_name(version)
+            except ValidationError as exc:
+                raise ValidationError(exc.reason, field=f"{where}.model_version") from None
+        out = cls({h: float(w) for h, w in weights.items()}, rerank, version)
         try:  # the steps' own checks (cross-setting rules), as the server will build them
             out.rerank_config(RerankConfig())
         except ConfigError as exc:
@@ -119,12 +126,14 @@ class ArmOverrides:
             out["head_weights"] = dict(self.head_weights)
         if self.rerank:
             out["rerank"] = dict(self.rerank)
+        if self.model_version is not None:
+            out["model_version"] = self.model_version
         return out
 
     @property
     def empty(self) -> bool:
         """True when the arm serves exactly what the configured pipeline serves."""
-        return not self.head_weights and not self.rerank
+        return not self.head_weights and not self.rerank and self.model_version is None
 
     @property
     def rerank_key(self) -> str:

@@ -36,9 +36,9 @@ from funnel.api.routes import catalogue, events, experiments, health, models, re
 from funnel.engine import Engine
 
 EXAMPLES = 25
-SEMANTIC_FIELDS = {"cursor", "positions", "propensities", "sources", "arms"}
+SEMANTIC_FIELDS = {"cursor", "positions", "propensities", "sources", "arms", "model_version"}
 """Fields a spec-valid request may still be refused for (a rule between fields or list entries: arm
-names unique; an opaque token)."""
+names unique; an opaque token; an arm's model version, which must exist in the registry)."""
 ROUTES = sorted(
     f"{method} {route.path}"
     for module in (recommendations, events, catalogue, experiments, models, health)

@@ -94,7 +94,8 @@ def test_start_ramp_stop_and_the_errors(api):
     for body, field in bad:
         r = client.post("/v1/experiments", json=body)
         assert (r.status_code, r.json()["error"]["field"]) == (422, field), r.text
-    assert "not supported" in client.post("/v1/experiments", json=bad[3][0]).json()["error"]["message"]
+    unknown = client.post("/v1/experiments", json=bad[3][0]).json()["error"]["message"]
+    assert "not found; known versions" in unknown  # an arm's model version must be registered
 
     r = client.patch("/v1/experiments/explore", json={"ramp": 60})
     assert r.status_code == 200 and [x["ramp"] for x in r.json()["ramps"]] == [10.0, 60.0]

@@ -43,7 +43,8 @@ def test_overrides_apply_weights_on_top_of_the_fitted_and_rerank_settings():
 @pytest.mark.parametrize(
     ("raw", "field"),
     [
-        ({"model_version": "v2"}, "arms[1].overrides.model_version"),
+        ({"model_version": "../v2"}, "arms[1].overrides.model_version"),
+        ({"model_version": 2}, "arms[1].overrides.model_version"),
         ({"ranker": {}}, "arms[1].overrides.ranker"),
         ({"head_weights": {"clicks": 1}}, "arms[1].overrides.head_weights.clicks"),
         ({"head_weights": {"like": float("inf")}}, "arms[1].overrides.head_weights.like"),
@@ -61,9 +62,13 @@ def test_bad_overrides_name_the_field(raw, field):
     assert err.value.field == field
 
 
-def test_model_version_is_refused_with_the_reason():
-    with pytest.raises(ValidationError, match=r"not supported.*LIVE bundle"):
-        ArmOverrides.from_dict({"model_version": "v2"})
+def test_model_version_is_a_version_name_and_round_trips():
+    # that the version exists, was not rejected and loads is checked at start (funnel.api.arm_models)
+    over = ArmOverrides.from_dict({"model_version": "v2", "rerank": {"mmr_lambda": 0.5}})
+    assert (over.model_version, over.empty, ArmOverrides.from_dict(over.to_dict())) == ("v2", False, over)
+    assert not ArmOverrides.from_dict({"model_version": "v2"}).empty
+    with pytest.raises(ValidationError, match="not a version name"):
+        ArmOverrides.from_dict({"model_version": "a/b"})
 
 
 # ---- the experiments file --------------------------------------------------------------------
@@ -110,7 +115,7 @@ def test_conflicts_and_unknown_experiments(store):
         ({"name": "x", "arms": ARMS[:1]}, "arms"),
         ({"name": "x", "arms": ARMS, "status": "stopped"}, "status"),
         ({"name": "x", "arms": [ARMS[0], {"name": "b", "weight": 0}]}, "arms[1].weight"),
-        ({"name": "x", "arms": [ARMS[0], {"name": "b", "overrides": {"model_version": "v9"}}]},
+        ({"name": "x", "arms": [ARMS[0], {"name": "b", "overrides": {"model_version": ".hidden"}}]},
          "arms[1].overrides.model_version"),
         ({"name": "x", "arms": ARMS, "color": "red"}, "color"),
     ],

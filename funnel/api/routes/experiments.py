@@ -1,7 +1,8 @@
 """``/v1/experiments``: start, ramp, stop and report A/B experiments (admin scope).
 
 * ``POST /v1/experiments`` starts an experiment (201); 409 when the name is taken or another
-  experiment is running (one at a time: a response names one arm).
+  experiment is running (one at a time: a response names one arm). Model versions its arms name
+  are loaded first (:mod:`funnel.api.arm_models`; 422 naming the arm's field when one cannot be).
 * ``PATCH /v1/experiments/{name}`` sets its ramp (percent of users in it; users keep their arm).
 * ``POST /v1/experiments/{name}/stop`` stops it for good (409 when already stopped).
 * ``GET /v1/experiments``, ``GET /v1/experiments/{name}``: the experiments and their history.
@@ -55,8 +56,11 @@ def list_experiments(svc: RecommendationService = _svc) -> ExperimentsOut:
 
 @router.post("/v1/experiments", status_code=201, response_model=ExperimentOut, responses=_WRITE_ERRORS)  # type: ignore[misc]
 def start_experiment(body: ExperimentIn, svc: RecommendationService = _svc) -> ExperimentOut:
-    """Start an experiment: from the next request on, its users are served their arm's settings."""
-    record = svc.experiments.start(body.config())
+    """Start an experiment: from the next request on, its users are served their arm's settings.
+
+    Model versions the arms name are checked and loaded first (422 naming the arm's field).
+    """
+    record = svc.arm_models.start(body.config())
     return ExperimentOut.of(record)
 
 
@@ -76,8 +80,8 @@ def ramp_experiment(name: ExperimentName, body: RampIn, svc: RecommendationServi
 
 @router.post("/v1/experiments/{name}/stop", response_model=ExperimentOut, responses=_WRITE_ERRORS)  # type: ignore[misc]
 def stop_experiment(name: ExperimentName, svc: RecommendationService = _svc) -> ExperimentOut:
-    """Stop an experiment for good: nobody is assigned an arm any more."""
-    record = svc.experiments.stop(name)
+    """Stop an experiment for good: nobody is assigned an arm any more; its arms' versions are unloaded."""
+    record = svc.arm_models.stop(name)
     return ExperimentOut.of(record)
 
 
