@@ -435,10 +435,19 @@ def report(
     prefix: Annotated[str, typer.Option(help="Redis stream name prefix.")] = "funnel",
     window_hours: Annotated[float, typer.Option(min=0.01, help="Quality monitors' window, hours.")] = 24.0,
     days: Annotated[float, typer.Option(min=0.01, help="Days of impressions to plot.")] = 14.0,
+    simulation: Annotated[
+        Path | None, typer.Option(help="Render a `funnel simulate` results folder (DIR/simulation) instead.")
+    ] = None,
 ) -> None:
     """Monitoring report: quality over time, staleness, skew and index alarms (HTML + PNGs)."""
     from funnel.api.server import ServeConfig
     from funnel.monitoring.report import build_report
+
+    if simulation is not None:
+        from funnel.simulation.report import build_simulation_report
+
+        console.print(f"wrote {build_simulation_report(simulation, out)}")
+        return
 
     url = ServeConfig(data_dir, redis, prefix).event_log_url()
     path, data = build_report(data_dir, out, url, window_h=window_hours, days=days)
@@ -453,6 +462,10 @@ app.add_typer(experiment_app, name="experiment")
 from funnel.cli_models import models_app  # noqa: E402  (registered once the app exists)
 
 app.add_typer(models_app, name="models")
+
+from funnel.cli_simulate import simulate  # noqa: E402
+
+app.command("simulate")(simulate)
 
 
 def main() -> None:
