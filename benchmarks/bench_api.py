@@ -117,8 +117,10 @@ def user_mix(folder: Path, n: int, cold_share: float, seed: int) -> list[str]:
 
 def reference(folder: Path, users: list[str], seconds: float) -> dict[str, Any]:
     """Run in a child process: ``Engine.recommend`` latencies and candidate counts per request."""
+    from funnel.api.server import limit_blas_threads
     from funnel.engine import Engine
 
+    limit_blas_threads()  # as the servers do (FUNNEL_BLAS_THREADS)
     engine = Engine(folder / "data")
     t0 = time.perf_counter()
     pipeline = engine.pipeline()

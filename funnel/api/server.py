@@ -21,6 +21,12 @@ Each uvicorn process builds its app from the environment (``FUNNEL_DATA_DIR``,
 ``FUNNEL_EVENT_LOG``, ``FUNNEL_ENTITY_FEED``, ``FUNNEL_API_KEYS_FILE``, ``FUNNEL_WORKER``,
 ``FUNNEL_SERVED_FEATURE_SAMPLE``) through :func:`app_from_env`, so
 ``uvicorn --factory funnel.api.server:app_from_env`` works as well.
+
+Threads: each process caps its BLAS libraries at ``FUNNEL_BLAS_THREADS`` threads (default 1).
+A request's matrix products are small (one user's vector against a thousand candidates), so a
+second BLAS thread only spins: measured on the 8k-item world (``python -m benchmarks.bench_api``
+reference loop, single process), 49 ms of CPU per request with OpenBLAS's default of 2 threads
+against 25 ms with 1, and a slower median. Parallelism comes from the uvicorn workers instead.
 """
 
 from __future__ import annotations
@@ -156,6 +162,7 @@ def app_from_env() -> FastAPI:
     from funnel.api.worker import Worker
     from funnel.engine import Engine
 
+    limit_blas_threads()
     data_dir = os.environ.get("FUNNEL_DATA_DIR", "./funnel-data")
     sample = served_sample_from_env()
     engine = Engine(data_dir, event_log_url=os.environ.get("FUNNEL_EVENT_LOG"), served_feature_sample=sample)
@@ -178,6 +185,28 @@ def app_from_env() -> FastAPI:
             stop.set()
 
     return app
+
+
+_BLAS_LIMITS: list[object] = []  # the active threadpool limit (kept alive for the process)
+
+
+def limit_blas_threads() -> int:
+    """Cap this process's BLAS thread pools at ``FUNNEL_BLAS_THREADS`` (default 1); returns the cap.
+
+    ``0`` leaves the libraries' own defaults (one thread per core).
+    """
+    raw = os.environ.get("FUNNEL_BLAS_THREADS", "").strip() or "1"
+    try:
+        threads = int(raw)
+    except ValueError:
+        threads = -1
+    if threads < 0:
+        raise ConfigError(f"FUNNEL_BLAS_THREADS must be an integer >= 0, got {raw!r}")
+    if threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        _BLAS_LIMITS[:] = [threadpool_limits(threads, "blas")]
+    return threads
 
 
 def served_sample_from_env() -> float:
