@@ -61,7 +61,14 @@ def simulate(
 
         if len(scenarios) != 1:
             raise ConfigError("--http runs one scenario (the server's settings apply): give a file with one")
-        results = [simulate_http(config, scenarios[0], http, data_dir / scenarios[0].name)]
+        engine_dir = data_dir / scenarios[0].name
+        done = simulate_http(config, scenarios[0], http, engine_dir)
+        if done is None:
+            console.print(
+                f"prepared {engine_dir}: start `funnel serve --data-dir {engine_dir}`, then run again"
+            )
+            return
+        results = [done]
     else:
         from funnel.simulation.runner import simulate_many
 

@@ -72,6 +72,8 @@ class Scenario:
             value = getattr(self, key)
             if not _real(value) or not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{where}: {key} must be in [0, 1], got {value!r}")
+        if not isinstance(self.gate, bool):
+            raise ConfigError(f"{where}: gate must be true or false, got {self.gate!r}")
         if (
             not isinstance(self.retrain_days, int)
             or isinstance(self.retrain_days, bool)

@@ -13,7 +13,7 @@ Example:
     >>> r = SimResult(Scenario(), [{"day": 0, "ctr": 0.1}], {"pages": 3})
     >>> folder = write_simulation(tempfile.mkdtemp(), SimConfig(users=10, days=1), [r])
     >>> read_simulation(folder)["scenarios"]["default"]["days"]
-    [{'day': 0, 'ctr': 0.1}]
+    [{'ctr': 0.1, 'day': 0}]
 """
 
 from __future__ import annotations

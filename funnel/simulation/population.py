@@ -70,8 +70,13 @@ class Population:
     def leave(self, users: np.ndarray, at_ms: np.ndarray | int) -> None:
         """Users leave at ``at_ms`` (those who already left keep their first departure)."""
         users = np.asarray(users, dtype=np.int64)
+        at = np.broadcast_to(np.asarray(at_ms, dtype=np.int64), users.shape)
+        order = np.lexsort((at, users))  # a user twice: the earliest departure
+        users, at = users[order], at[order]
+        first = np.concatenate([[True], users[1:] != users[:-1]]) if len(users) else np.zeros(0, bool)
+        users, at = users[first], at[first]
         stay = self.left_ms[users] < 0
-        self.left_ms[users[stay]] = np.broadcast_to(np.asarray(at_ms, dtype=np.int64), users.shape)[stay]
+        self.left_ms[users[stay]] = at[stay]
 
     def churn(self, day: int, rate: float, rng: np.random.Generator) -> np.ndarray:
         """Background churn at the end of ``day``: each user still here leaves with ``rate``."""
