@@ -54,6 +54,25 @@ class Catalog:
 
     def item_meta(self, item_ids: Sequence[str]) -> ItemMeta:
         """The :class:`~funnel.features.vectors.ItemMeta` of ``item_ids`` (unknown: none, NaN)."""
+        return self.meta_at(self.rows_of(item_ids))
+
+    def rows_of(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Each item's row in the coded catalogue (unknown items: the empty row), for :meth:`meta_at`.
+
+        A string lookup per item: a caller reading the same items again (a server numbering its
+        catalogue once) keeps these rows and skips the hashing, which dominates on large
+        catalogues (about 4 ms per 1000 lookups in a dict of a million ids).
+        """
+        index, pad = self._codes()[:2]
+        return np.fromiter(map(index.get, item_ids, repeat(pad)), np.intp, len(item_ids))
+
+    def meta_at(self, rows: np.ndarray) -> ItemMeta:
+        """The :class:`~funnel.features.vectors.ItemMeta` of catalogue ``rows`` (from :meth:`rows_of`)."""
+        _, _, pub, cat_codes, creator_codes, cat_vocab, creator_vocab = self._codes()
+        return ItemMeta(pub[rows], cat_codes[rows], creator_codes[rows], cat_vocab, creator_vocab)
+
+    def _codes(self) -> tuple:
+        """The whole catalogue coded on first use (a row per item, vocabularies), then kept."""
         if self._coded is None:
             ids = list(dict.fromkeys(chain(self.categories, self.creators, self.published_at)))
             cats = list(map(self.categories.get, ids, repeat(())))
@@ -70,9 +89,7 @@ class Catalog:
                 whole.category_vocab,
                 whole.creator_vocab,
             )
-        index, pad, pub, cat_codes, creator_codes, cat_vocab, creator_vocab = self._coded
-        rows = np.fromiter(map(index.get, item_ids, repeat(pad)), np.intp, len(item_ids))
-        return ItemMeta(pub[rows], cat_codes[rows], creator_codes[rows], cat_vocab, creator_vocab)
+        return self._coded
 
     def meta_rows(self) -> dict[str, dict[str, float]]:
         """The ``meta`` hashes of every item (for ``OnlineStore.set_many``)."""

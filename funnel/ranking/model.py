@@ -295,9 +295,10 @@ class RankingPipeline(Estimator):
         merged = self.retrieve(query, trace)
         ids = [self.statics_.ids_of(m.items) for m in merged]
         rids = request_ids if request_ids is not None else [None] * len(ids)
-        vectors = [
-            server.read(u, i, query.now_ms, request_id=r)
-            for u, i, r in zip(query.user_ids, ids, rids, strict=True)
+        bound = server.bound_items is not None and server.bound_items is self.statics_.item_ids
+        vectors = [  # by item index when the server numbered our catalogue (no id hashing)
+            server.read(u, i, query.now_ms, request_id=r, item_index=m.items if bound else None)
+            for u, i, r, m in zip(query.user_ids, ids, rids, merged, strict=True)
         ]
         out: list[tuple[MergedCandidates, np.ndarray]] = []
         nonempty = [k for k, m in enumerate(merged) if len(m)]

@@ -198,3 +198,26 @@ def test_fast_path_sums_give_the_per_event_result():
     keys = sorted(slow.h)
     assert fast.get_many(keys) == slow.get_many(keys)
     assert all(type(v) is float for h in fast.get_many(keys) for v in h.values())
+
+
+def test_reads_by_bound_index_equal_reads_by_id(store):
+    log = MemoryEventLog()
+    log.append([*events(), Interaction("u2", "i2", "click", T0 + 5 * HOUR, event_id="e9")])
+    updater = StreamingUpdater(log, store, CATALOG)
+    updater.run()
+    bound = ["i2", "x", "i1"]  # "x": not in the catalogue
+    by_index = FeatureServer(store, CATALOG)
+    by_index.bind_items(bound)
+    by_id = FeatureServer(store, CATALOG)
+    for t in (T0 + HOUR, T0 + 6 * HOUR, T0 + 6 * HOUR + 1, T0 + 30 * HOUR):
+        for index in ([2, 0, 1], [0, 0, 2, 1, 2], [1]):
+            items = [bound[i] for i in index]
+            a = by_index.read("u1", items, t, item_index=index).to_dict()
+            assert a == by_id.read("u1", items, t).to_dict()
+    t = T0 + 30 * HOUR
+    a = by_index.read("u1", ["i2", "i1"], t, item_index=[0, 2])
+    assert a.items["item_impressions_7d"].tolist() == [1, 1]
+    assert a.items["item_age_days"].tolist() == [-1.0, 2.25]  # i2 has no publication time, i1 a day before T0
+    assert a.items["ux_creator_count_30d"].tolist() == [0, 2]  # i1's creator c1 (the catalogue row)
+    with pytest.raises(ValueError, match="bind_items"):
+        FeatureServer(store, CATALOG).read("u1", ["i1"], t, item_index=[0])
