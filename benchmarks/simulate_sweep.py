@@ -1,13 +1,13 @@
 """The exploration sweep and the filter-bubble check, by closed-loop simulation.
 
 Run: ``python -m benchmarks.simulate_sweep [--users 10000 --days 30 --items 2000] [--quick]``.
-Six scenarios on one seed and one world (same users, items, history and first model), weekly
+Five scenarios on one seed and one world (same users, items, history and first model), weekly
 retraining that goes live whatever the gate says (the gate's verdicts are recorded):
 
-* ``explore-0``, ``explore-2``, ``explore-5``, ``explore-10``: exploration rate (warm and cold
-  users alike) 0, 2, 5 and 10 %, everything else the engine's defaults (MMR λ 0.2);
-* ``bubble-off``: exploration and diversity off (rates 0, MMR λ 0) — the pure feedback loop;
-* ``defaults``: the engine's :class:`~funnel.rerank.config.RerankConfig` defaults.
+* ``explore-0``, ``explore-2``, ``explore-5``, ``explore-10``: ``explore_rate`` (users with a
+  history) 0, 2, 5 and 10 %, everything else the engine's defaults (cold users' rate 10 %, MMR
+  λ 0.2) — so the row of the default rate is the engine's defaults;
+* ``bubble-off``: exploration and diversity off (both rates 0, MMR λ 0) — the bare feedback loop.
 
 Prints the table (run means of CTR, engagement, coverage, category entropy first / last week,
 exposure Gini, clicks on new items, new items reaching 100 impressions, regret, retention) and
@@ -33,17 +33,12 @@ RATES = (0.0, 0.02, 0.05, 0.10)
 """The exploration rates of the sweep."""
 
 
-def scenarios() -> list[Scenario]:
-    """The sweep's scenarios (module docstring)."""
-    out = [
-        Scenario(name=f"explore-{round(100 * r)}", explore_rate=r, explore_rate_cold=r, gate=False)
-        for r in RATES
-    ]
-    out.append(
-        Scenario(name="bubble-off", explore_rate=0.0, explore_rate_cold=0.0, mmr_lambda=0.0, gate=False)
-    )
-    out.append(Scenario(name="defaults", gate=False))
-    return out
+def scenarios(new_items_per_day: float = Scenario.new_items_per_day) -> list[Scenario]:
+    """The sweep's scenarios (module docstring), with ``new_items_per_day`` arriving."""
+    world = {"gate": False, "new_items_per_day": new_items_per_day}
+    out = [Scenario(name=f"explore-{round(100 * r)}", explore_rate=r, **world) for r in RATES]
+    off = Scenario(name="bubble-off", explore_rate=0.0, explore_rate_cold=0.0, mmr_lambda=0.0, **world)
+    return [*out, off]
 
 
 def main() -> None:
@@ -52,6 +47,7 @@ def main() -> None:
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--items", type=int, default=2_000)
     p.add_argument("--visits-per-day", type=float, default=SimConfig.visits_per_day)
+    p.add_argument("--new-items-per-day", type=float, default=Scenario.new_items_per_day)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke-test size")
     args = p.parse_args()
@@ -67,7 +63,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="funnel-sweep-"))
     started = time.perf_counter()
     try:
-        results = simulate_many(config, scenarios(), folder)
+        results = simulate_many(config, scenarios(args.new_items_per_day), folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     rows = []
