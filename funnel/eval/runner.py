@@ -100,6 +100,7 @@ def evaluate_models(
     dataset: str = "dataset",
     items_table: pa.Table | None = None,
     users_table: pa.Table | None = None,
+    max_test_users: int | None = None,
 ) -> EvaluationReport:
     """Split ``interactions`` with ``protocol`` and evaluate each named model at ``k``.
 
@@ -115,6 +116,8 @@ def evaluate_models(
         dataset: the name written in the report.
         items_table: the catalogue table, for ``pipeline`` (item metadata).
         users_table: the users table, for ``pipeline`` (segments).
+        max_test_users: score at most this many test users (a sample seeded by ``seed``; the models
+            still train on the whole training part). ``None``: every test user.
 
     The names in :data:`SOURCE_MODELS` (``two_tower``) evaluate that retrieval source alone
     (:func:`funnel.ranking.evaluate.evaluate_source`). The name ``pipeline`` (:data:`PIPELINE`)
@@ -131,6 +134,8 @@ def evaluate_models(
     params = params or {}
     t0 = time.perf_counter()
     split = make_split(interactions, protocol, ratio, seed)
+    if max_test_users is not None:
+        split = split.with_test_users(max_test_users, seed)
     users = split.test_users
     report = EvaluationReport(dataset, protocol, k, ratio, seed, len(users), split.train.shape[1])
     if progress:

@@ -74,6 +74,28 @@ class Split:
         """Rows (``int32``) with at least one test item: the users an evaluation scores."""
         return np.flatnonzero(np.diff(self.test.indptr)).astype(np.int32)
 
+    def with_test_users(self, n: int, seed: int = 0) -> Split:
+        """A copy scored on at most ``n`` test users (a sample seeded by ``seed``).
+
+        The other test users' rows are emptied and the training matrix is unchanged: for
+        evaluations where scoring every user would cost too much.
+
+        Example:
+            >>> import scipy.sparse as sp
+            >>> empty, eye = sp.csr_matrix((4, 3), dtype="f4"), sp.csr_matrix(sp.eye(4, 3, dtype="f4"))
+            >>> s = Split(empty, eye, "strat", 0.8)
+            >>> s.with_test_users(2).test_users.size, s.with_test_users(9) is s
+            (2, True)
+        """
+        users = self.test_users
+        if len(users) <= n:
+            return self
+        keep = np.zeros(self.test.shape[0], dtype=bool)
+        keep[np.random.default_rng(seed).choice(users, n, replace=False)] = True
+        test = sp.csr_matrix(sp.diags(keep.astype(np.float32)) @ self.test)
+        test.eliminate_zeros()
+        return Split(self.train, test, self.protocol, self.ratio, self.seed, self.cut_timestamp)
+
 
 def _positive_pairs(inter: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(user, item, timestamp)`` of positive events, one per pair (the earliest)."""

@@ -138,3 +138,35 @@ def test_split_is_vectorised_on_a_million_events():
         s = make_split(inter, protocol, 0.75, seed=1)
         assert time.perf_counter() - t < 10
         assert s.test.nnz > 0
+
+
+def test_with_test_users_samples_rows_and_keeps_training():
+    rng = np.random.default_rng(3)
+    users = np.repeat(np.arange(40), 6)
+    items = rng.integers(0, 30, users.size)
+    table = pa.table({"user_id": [f"u{u}" for u in users], "item_id": [f"i{i}" for i in items],
+                      "timestamp": np.arange(users.size, dtype=np.int64) * 1000})  # fmt: skip
+    split = make_split(Interactions.from_table(table), "strat", 0.5, seed=1)
+    n = len(split.test_users)
+    assert n > 12
+    small = split.with_test_users(12, seed=5)
+    assert len(small.test_users) == 12 and set(small.test_users) <= set(split.test_users)
+    assert (small.train != split.train).nnz == 0  # training untouched
+    for u in small.test_users:  # a kept user's test row is whole
+        assert np.array_equal(np.sort(small.test[u].indices), np.sort(split.test[u].indices))
+    assert np.array_equal(split.with_test_users(12, seed=5).test_users, small.test_users)  # seeded
+    assert split.with_test_users(n) is split
+
+
+def test_evaluate_models_scores_at_most_max_test_users():
+    from funnel.eval.runner import evaluate_models
+
+    rng = np.random.default_rng(4)
+    users = np.repeat(np.arange(60), 5)
+    items = rng.integers(0, 25, users.size)
+    table = pa.table({"user_id": [f"u{u}" for u in users], "item_id": [f"i{i}" for i in items],
+                      "timestamp": np.arange(users.size, dtype=np.int64) * 1000})  # fmt: skip
+    inter = Interactions.from_table(table)
+    full = evaluate_models(inter, "strat", 5, ["pop"], ratio=0.6, progress=False)
+    capped = evaluate_models(inter, "strat", 5, ["pop"], ratio=0.6, progress=False, max_test_users=10)
+    assert full.n_users > 10 and capped.n_users == 10
