@@ -1,0 +1,72 @@
+"""The feedback loop, simulated at small scale: the filter bubble forms without diversity and
+exploration, and the engine's defaults keep pages above a category-entropy floor.
+
+One world (300 users, 200 items, 8 days, a page a day per user on average, retraining every 3
+days forced live), two scenarios on the same seed and the same first model:
+
+* ``off``: exploration rates 0 and MMR λ 0 — pages are the ranker's order of what retrieval
+  found from the users' own clicks, and retraining learns from those clicks;
+* ``defaults``: the engine's :class:`~funnel.rerank.config.RerankConfig` (exploration, MMR).
+
+What must hold: ``off``'s category entropy falls from the first days to the last ones, more than
+the defaults' does; the defaults stay above :data:`FLOOR_BITS` on every day while ``off`` ends
+below it. If the loop were cut (clicks not folded into the serving state, retrains not served)
+``off`` would not narrow; if diversity or exploration stopped acting on the served pages,
+``defaults`` would fall to ``off``'s level, under the floor.
+
+Measured (the run is deterministic; ~200 s on the shared 2-core machine under load):
+``off`` 2.08, 2.04, 2.16, 2.05, 2.09, 2.08, 2.00, 2.02 bits (first three days 2.09, last three
+2.04); ``defaults`` 2.49, 2.48, 2.56, 2.43, 2.48, 2.47, 2.65, 2.53 (minimum 2.43, mean 2.52).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from funnel.simulation import Scenario, SimConfig
+from funnel.simulation.runner import simulate_many
+
+FLOOR_BITS = 2.3
+"""Category entropy (bits) the default pages keep on every day of this world (measured minimum 2.43;
+``off`` is at 2.00-2.09 from day 4 on)."""
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
+    config = SimConfig(
+        users=300, days=8, seed=0, n_items=200, visits_per_day=1.0,
+        n_estimators=10, max_label_users=200, total=100,
+    )  # fmt: skip
+    scenarios = [
+        Scenario(
+            name="off", explore_rate=0.0, explore_rate_cold=0.0, mmr_lambda=0.0, retrain_days=3, gate=False
+        ),
+        Scenario(name="defaults", retrain_days=3, gate=False),
+    ]
+    folder: Path = tmp_path_factory.mktemp("loop")
+    results = simulate_many(config, scenarios, folder)
+    return {r.scenario.name: r.days for r in results}
+
+
+def _entropy(days: list[dict], lo: int, hi: int) -> float:
+    return float(np.mean([d["category_entropy"] for d in days[lo:hi]]))
+
+
+def test_without_diversity_and_exploration_category_entropy_falls(runs):
+    off, defaults = runs["off"], runs["defaults"]
+    first, last = _entropy(off, 0, 3), _entropy(off, 5, 8)
+    assert last < first - 0.03, [d["category_entropy"] for d in off]
+    # the same world with the defaults does not narrow like that (paired: same seed, same model)
+    change = _entropy(defaults, 5, 8) - _entropy(defaults, 0, 3)
+    assert change > (last - first) + 0.05, [d["category_entropy"] for d in defaults]
+
+
+def test_the_defaults_keep_entropy_above_the_floor(runs):
+    defaults, off = runs["defaults"], runs["off"]
+    entropies = [d["category_entropy"] for d in defaults]
+    assert min(entropies) >= FLOOR_BITS, entropies
+    assert _entropy(defaults, 0, 8) > _entropy(off, 0, 8) + 0.2
+    assert max(d["category_entropy"] for d in off[5:]) < FLOOR_BITS  # the floor is not a given
