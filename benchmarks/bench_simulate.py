@@ -19,24 +19,34 @@ from benchmarks.common import machine_meta, print_table, write_results
 from funnel.simulation import Scenario, SimConfig, simulate
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def world_parser(description: str) -> argparse.ArgumentParser:
+    """The world's options shared by the simulation benchmarks (``--quick``: a smoke-test world)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--users", type=int, default=10_000)
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--items", type=int, default=2_000)
     p.add_argument("--visits-per-day", type=float, default=SimConfig.visits_per_day)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke-test size")
-    args = p.parse_args()
+    return p
+
+
+def world_config(args: argparse.Namespace) -> SimConfig:
+    """The :class:`SimConfig` of parsed :func:`world_parser` options."""
     if args.quick:
         args.users, args.days, args.items = 150, 2, 150
-    config = SimConfig(
+    return SimConfig(
         users=args.users,
         days=args.days,
         seed=args.seed,
         n_items=args.items,
         visits_per_day=args.visits_per_day,
     )
+
+
+def main() -> None:
+    args = world_parser(__doc__.splitlines()[0]).parse_args()
+    config = world_config(args)
     folder = tempfile.mkdtemp(prefix="funnel-bench-sim-")
     started = time.perf_counter()
     try:

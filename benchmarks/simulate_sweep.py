@@ -17,14 +17,14 @@ writes ``benchmarks/results/simulate_sweep.json`` plus the plots (the report's,
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.bench_simulate import world_config, world_parser
 from benchmarks.common import RESULTS, machine_meta, print_table, write_results
-from funnel.simulation import Scenario, SimConfig
+from funnel.simulation import Scenario
 from funnel.simulation.io import write_simulation
 from funnel.simulation.report import build_simulation_report
 from funnel.simulation.runner import simulate_many
@@ -42,24 +42,10 @@ def scenarios(new_items_per_day: float = Scenario.new_items_per_day) -> list[Sce
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--users", type=int, default=10_000)
-    p.add_argument("--days", type=int, default=30)
-    p.add_argument("--items", type=int, default=2_000)
-    p.add_argument("--visits-per-day", type=float, default=SimConfig.visits_per_day)
+    p = world_parser(__doc__.splitlines()[0])
     p.add_argument("--new-items-per-day", type=float, default=Scenario.new_items_per_day)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="smoke-test size")
     args = p.parse_args()
-    if args.quick:
-        args.users, args.days, args.items = 120, 2, 120
-    config = SimConfig(
-        users=args.users,
-        days=args.days,
-        seed=args.seed,
-        n_items=args.items,
-        visits_per_day=args.visits_per_day,
-    )
+    config = world_config(args)
     folder = Path(tempfile.mkdtemp(prefix="funnel-sweep-"))
     started = time.perf_counter()
     try:
