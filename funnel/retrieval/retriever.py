@@ -100,6 +100,22 @@ WARMING_BOOST = {"content": 2.0, "item_knn": 2.0}
 """Weight multipliers for users with a handful of events."""
 
 
+_GROWS: dict[type, bool] = {}
+
+
+def grows_catalogue(source: object) -> bool:
+    """Whether ``source`` declares :class:`GrowsCatalogue`, cached per class.
+
+    ``isinstance`` against a runtime protocol inspects every member on each call; the request
+    path asks once per source and request.
+    """
+    kind = type(source)
+    known = _GROWS.get(kind)
+    if known is None:
+        known = _GROWS[kind] = isinstance(source, GrowsCatalogue)
+    return known
+
+
 class Retriever:
     """Many sources, one merged candidate list per user.
 
@@ -264,7 +280,7 @@ class Retriever:
                 self.last_errors_[name] = f"skipped: the {self.budget_ms} ms budget was spent"
                 out[name] = [Candidates.empty()] * len(query)
                 continue
-            asked = query if isinstance(source, GrowsCatalogue) else query.narrowed(self.fitted_items_)
+            asked = query if grows_catalogue(source) else query.narrowed(self.fitted_items_)
             try:
                 out[name] = source.retrieve(asked, k) if k > 0 else [Candidates.empty()] * len(query)
             except Exception as exc:  # a failing source must not fail the request
@@ -282,7 +298,7 @@ class Retriever:
         for name, source in self.sources_.items():
             k = self.fetch_count(max((q[name] for q in quotas), default=0.0), total)
             if k > 0:
-                asked = query if isinstance(source, GrowsCatalogue) else query.narrowed(self.fitted_items_)
+                asked = query if grows_catalogue(source) else query.narrowed(self.fitted_items_)
                 calls[name] = functools.partial(source.retrieve, asked, k)
         start = time.perf_counter()
         got, late, errors = ask_all(calls, deadline_ms)
