@@ -70,9 +70,9 @@ def plot_daily(doc: dict[str, Any], path: Path) -> Path:
     rows = math.ceil(len(PANELS) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
     for ax, (key, title, unit, scale) in zip(axes.ravel(), PANELS, strict=False):
-        for name, sc in doc["scenarios"].items():
+        for j, (name, sc) in enumerate(doc["scenarios"].items()):
             xs, ys = _series(sc["days"], key, scale)
-            ax.plot(xs, ys, marker="o", markersize=2, label=name)
+            ax.plot(xs, ys, marker="o", markersize=2, label=name, color=f"C{j}")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("simulated day")
         ax.set_ylabel(unit)
@@ -90,9 +90,9 @@ def plot_tradeoff(doc: dict[str, Any], path: Path) -> Path:
     """Run-mean CTR against coverage, entropy and new-item clicks, one point per scenario."""
     fig, axes = plt.subplots(1, len(TRADEOFF), figsize=(5 * len(TRADEOFF), 3.8))
     for ax, (key, label, scale) in zip(axes, TRADEOFF, strict=True):
-        for name, sc in doc["scenarios"].items():
+        for j, (name, sc) in enumerate(doc["scenarios"].items()):
             x, y = _mean(sc["days"], key) * scale, _mean(sc["days"], "ctr") * 100.0
-            ax.scatter([x], [y])
+            ax.scatter([x], [y], color=f"C{j}")
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel("CTR (%)")
