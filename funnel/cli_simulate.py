@@ -38,7 +38,7 @@ def simulate(
     items: Annotated[int, typer.Option("--items", min=50, help="Catalogue size at day 0.")] = 2_000,
     visits: Annotated[
         float, typer.Option("--visits-per-day", min=0.001, max=1000, help="Mean pages per user per day.")
-    ] = 0.5,
+    ] = 0.2,
     http: Annotated[
         str | None,
         typer.Option("--http", help="Ask a running `funnel serve` over HTTP (its data dir: prepared here)."),
