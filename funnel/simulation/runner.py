@@ -153,7 +153,6 @@ def run(config: SimConfig, scenario: Scenario, world: World, backend: Backend) -
     available = truth.item_published_ms < world.start_ms
     result = SimResult(scenario, [])
     timings = {"serve": 0.0, "write": 0.0, "respond": 0.0, "retrain": 0.0, "items": 0.0}
-    n_events = 0
     for day, seq in enumerate(np.random.SeedSequence([config.seed, 1]).spawn(config.days)):
         visit_rng, click_rng, churn_rng = (np.random.default_rng(s) for s in seq.spawn(3))
         d0 = world.start_ms + day * DAY_MS
@@ -200,7 +199,6 @@ def run(config: SimConfig, scenario: Scenario, world: World, backend: Backend) -
                 for pos in np.flatnonzero(response.clicked[r]).tolist():
                     item = int(pages[r, pos])
                     consumed[u].append(item)
-                    n_events += 1
                     clicks.append({
                         "event_id": f"{request}-{pos}", "user_id": user_ids[u], "item_id": shown.items[pos],
                         "type": "click", "timestamp": t + 1000 * (pos + 1), "request_id": request,
