@@ -19,6 +19,7 @@ def funnel(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_two_runs_with_one_seed_give_the_same_bytes_and_a_report(tmp_path: Path):
     scenarios = tmp_path / "scenarios.json"
     scenarios.write_text(json.dumps([{"name": "retrain-2d", "retrain_days": 2, "gate": False}]))

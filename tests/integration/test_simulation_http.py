@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from api_server import ApiServer
 
 from funnel.core.schema import Impression, Interaction
@@ -23,6 +24,7 @@ from funnel.simulation.runner import run
 from funnel.simulation.world import build_world
 
 
+@pytest.mark.slow
 def test_one_day_over_http_goes_through_the_servers_write_path(tmp_path: Path):
     config = SimConfig(users=60, days=1, n_items=100, visits_per_day=1.0, n_estimators=5, total=50)
     scenario = Scenario(new_items_per_day=6, retrain_days=0)

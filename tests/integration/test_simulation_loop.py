@@ -30,6 +30,8 @@ import pytest
 from funnel.simulation import Scenario, SimConfig
 from funnel.simulation.runner import simulate_many
 
+pytestmark = pytest.mark.slow
+
 FLOOR_BITS = 2.3
 """Category entropy (bits) the default pages keep on every day of this world (measured minimum 2.37;
 ``off`` is at 2.00-2.09 from day 4 on)."""
