@@ -5,10 +5,11 @@ process, the ``file://`` event log in ``DIR/events``, the entity feed in memory,
 in a thread) on a free loopback port, through :mod:`api_server`. The data directory is the
 session's ``api_data_template`` (60 synthetic users, 80 items in 20 categories with region and age
 limits, 3000 interactions, trained with the full pipeline: retrieval, ranker, re-ranker and a
-baseline), copied so the tests can write to it. Every synthetic item is licensed for a list of
-regions, so a user the model never saw states ``country=US`` (a user without a country is
-eligible for no item). A page of ``limit=100`` (more than the catalogue) holds every item the user
-may be shown and has not consumed: an item missing from it is filtered, not out-ranked.
+baseline), copied so the tests can write to it. Some synthetic items are licensed in one
+country only, so a user the model never saw states ``country=US`` (a user without a country is
+eligible for unrestricted items only). A page of ``limit=100`` (more than the catalogue) holds
+every item the user may be shown and has not consumed: an item missing from it is filtered, not
+out-ranked.
 
 * ``test_a_click_is_reflected_in_the_users_very_next_page``: an interaction POSTed to
   ``/v1/interactions`` (202) takes the clicked item out of that user's very next page (the seen

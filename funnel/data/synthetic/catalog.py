@@ -123,8 +123,9 @@ def items_table(cfg: SyntheticConfig, truth: GroundTruth, rng: np.random.Generat
     for rating in range(3):
         for region in range(-1, nc):
             for sponsored in (False, True):
-                regions = list(cfg.countries) if region < 0 else [cfg.countries[region]]
-                attrs = {"age_rating": AGE_RATINGS[rating], "regions": regions, "sponsored": sponsored}
+                attrs: dict = {"age_rating": AGE_RATINGS[rating], "sponsored": sponsored}
+                if region >= 0:  # licensed in one country; the rest are unrestricted (no "regions")
+                    attrs["regions"] = [cfg.countries[region]]
                 combos.append(json.dumps(attrs, sort_keys=True))
     combo = (truth.item_age_rating.astype(np.int64) * (nc + 1) + truth.item_region + 1) * 2
     combo += truth.item_sponsored
