@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 from starlette.exceptions import HTTPException
@@ -13,8 +13,12 @@ from funnel.api.service import RecommendationService
 ALL_SCOPES = frozenset({"admin", "read", "write"})
 
 
-def service(request: Request) -> RecommendationService:
-    """The app's :class:`RecommendationService`."""
+async def service(request: Request) -> RecommendationService:
+    """The app's :class:`RecommendationService`.
+
+    The dependencies here are ``async``: they do no I/O, and FastAPI runs a plain ``def``
+    dependency in its thread pool — a thread hand-off per dependency per request.
+    """
     return request.app.state.service  # type: ignore[no-any-return]
 
 
@@ -37,10 +41,10 @@ def key_scopes(request: Request) -> frozenset[str]:
     return scopes
 
 
-def require(scope: str) -> Callable[[Request], frozenset[str]]:
+def require(scope: str) -> Callable[[Request], Awaitable[frozenset[str]]]:
     """A dependency that lets a request through only when its key has ``scope`` (else 401/403)."""
 
-    def check(request: Request) -> frozenset[str]:
+    async def check(request: Request) -> frozenset[str]:
         scopes = key_scopes(request)
         if not grants(scopes, scope):
             raise HTTPException(403, f"this API key lacks the {scope!r} scope")

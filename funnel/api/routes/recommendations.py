@@ -32,7 +32,6 @@ _ERRORS = {
 @router.get("/v1/recommendations", response_model=RecommendationsOut, responses=_ERRORS)  # type: ignore[misc]
 def recommendations(
     request: Request,
-    response: Response,
     user_id: Annotated[str, Query(min_length=1, max_length=256, pattern=NOT_BLANK, description="not blank")],
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     device: Short = None,
@@ -44,7 +43,7 @@ def recommendations(
     debug: bool = False,
     scopes: frozenset[str] = Depends(require("read")),
     svc: RecommendationService = Depends(service),  # noqa: B008
-) -> RecommendationsOut:
+) -> Response:
     """Top ``limit`` items for ``user_id``; unknown users get the cold-start page.
 
     ``exclude``: item ids never to return (repeat the parameter or comma-separate). ``cursor``:
@@ -71,9 +70,7 @@ def recommendations(
         for r in page.items
     ]
     trace = trace_out(page.trace, svc.breaker.state) if page.trace is not None else None
-    if page.model_version is not None:
-        response.headers[MODEL_VERSION_HEADER] = page.model_version
-    return RecommendationsOut(
+    out = RecommendationsOut(
         items=items,
         request_id=request_id_of(request),
         next_cursor=page.next_cursor,
@@ -83,3 +80,6 @@ def recommendations(
         fallback=page.fallback,
         debug=trace,
     )
+    # validated once, here: a returned model would be validated again (in the thread pool)
+    headers = {} if page.model_version is None else {MODEL_VERSION_HEADER: page.model_version}
+    return Response(out.model_dump_json(), media_type="application/json", headers=headers)
