@@ -207,6 +207,36 @@ def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 120.0) -> N
     raise SystemExit(f"funnel serve did not answer {base}/healthz in {timeout}s")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and every live descendant (``/proc``).
+
+    The server's CPU per request is what caps throughput on a loaded machine: at ``c`` ms of CPU
+    per request, ``n`` cores serve at most ``1000 n / c`` requests a second whatever the latency.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    tree, total = {pid}, 0.0
+    changed = True
+    while changed:
+        changed = False
+        for p, (parent, _) in stats.items():
+            if parent in tree and p not in tree:
+                tree.add(p)
+                changed = True
+    for p in tree:
+        total += stats.get(p, (0, 0.0))[1]
+    return total
+
+
 def clean_redis(prefix: str) -> int:
     """Delete every key of ``prefix`` in the benchmark's Redis database; how many."""
     import redis
@@ -333,7 +363,11 @@ def bench_mode(mode: str, folder: Path, users: list[str], args) -> list[dict[str
         warm = warm_up(base, users, 2 * args.workers + 2, args.client_procs)
         print(f"{mode}: warm after {warm:.1f}s", flush=True)
         for c in args.concurrency:
+            cpu0 = tree_cpu_seconds(proc.pid)
             got = drive(base, users, c, args.seconds, args.client_procs)
+            got["server_cpu_ms_per_request"] = (
+                1e3 * (tree_cpu_seconds(proc.pid) - cpu0) / got["requests"] if got["requests"] else None
+            )
             row = {"mode": mode if mode == "embedded" else f"redis ({args.workers} workers)"}
             row.update(concurrency=c, **got)
             row["target_met"] = (
@@ -344,7 +378,8 @@ def bench_mode(mode: str, folder: Path, users: list[str], args) -> list[dict[str
             ) if c == TARGET_CONCURRENCY else None  # fmt: skip
             rows.append(row)
             print(f"{mode} c={c}: p50 {got['p50_ms']:.1f} p99 {got['p99_ms']:.1f} ms, "
-                  f"{got['rps']:.1f} req/s", flush=True)  # fmt: skip
+                  f"{got['rps']:.1f} req/s, server CPU {got['server_cpu_ms_per_request']:.1f} ms/request",
+                  flush=True)  # fmt: skip
     finally:
         stop_server(proc)
         if mode == "redis":
