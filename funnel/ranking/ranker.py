@@ -90,6 +90,9 @@ class MultiObjectiveRanker(Estimator):
             31 leaves / 20 rows, which stopped after 14–31 trees, overfitting.
         min_positives: positives a head's label needs to be trained.
         early_stopping: rounds without validation improvement before stopping (with ``valid``).
+            100: the engage head's validation NDCG@10 plateaus for dozens of rounds early on, and
+            a patience of 20 stopped it after 3 trees on synthetic strat training rows (pipeline
+            NDCG@10 0.1852 against 0.1949 with 100; 0.1849 with 50; usertemporal 0.1446 → 0.1451).
         seed: LightGBM's seed; threads: LightGBM threads when training (0: its default).
         compiled: score through ``lleaves``-compiled trees (LightGBM when that is unavailable).
 
@@ -108,7 +111,7 @@ class MultiObjectiveRanker(Estimator):
         learning_rate: float = 0.05,
         min_child_samples: int = 200,
         min_positives: int = 20,
-        early_stopping: int = 20,
+        early_stopping: int = 100,
         seed: int = 0,
         threads: int = 0,
         compiled: bool = True,
