@@ -1,23 +1,25 @@
 """The feedback loop, simulated at small scale: the filter bubble forms without diversity and
 exploration, and the engine's defaults keep pages above a category-entropy floor.
 
-One world (300 users, 200 items, 8 days, a page a day per user on average, retraining every 3
-days forced live), two scenarios on the same seed and the same first model:
+One world (300 users, 200 items, 30 days, a page a day per user on average, weekly retraining
+forced live — the issue's horizon and cadence), two scenarios on the same seed and the same first
+model:
 
 * ``off``: exploration rates 0 and MMR λ 0 — pages are the ranker's order of what retrieval
   found from the users' own clicks, and retraining learns from those clicks;
 * ``defaults``: the engine's :class:`~funnel.rerank.config.RerankConfig` (exploration, MMR).
 
-What must hold: ``off``'s category entropy falls from the first days to the last ones, more than
-the defaults' does; the defaults stay above :data:`FLOOR_BITS` on every day while ``off`` ends
-below it. If the loop were cut (clicks not folded into the serving state, retrains not served)
-``off`` would not narrow; if diversity or exploration stopped acting on the served pages,
+What must hold: ``off``'s category entropy falls from the first five days to the last five, by
+more than the defaults' does; the defaults stay above :data:`FLOOR_BITS` on every day while
+``off`` ends below it. If the loop were cut (clicks not folded into the serving state, retrains not
+served) ``off`` would not narrow; if diversity or exploration stopped acting on the served pages,
 ``defaults`` would fall to ``off``'s level, under the floor.
 
-Measured (the run is deterministic; ~200 s on the shared 2-core machine under load):
-``off`` 2.08, 2.04, 2.16, 2.05, 2.09, 2.08, 2.00, 2.02 bits (first three days 2.09, last three
-2.04); ``defaults`` (exploration rate 0.05) 2.49, 2.48, 2.55, 2.37, 2.43, 2.50, 2.81, 2.67
-(minimum 2.37, mean 2.54).
+Measured (the run is deterministic on one machine; ~230 s on the shared 2-core machine under
+load): ``off`` 2.46 bits over days 0-4, 2.18 over days 25-29 (−0.29; minimum 1.99, at most 2.28
+after day 20); ``defaults`` 2.82 → 2.71 (−0.11; minimum 2.55, mean 2.71 against ``off``'s 2.23).
+An 8-day version of this world (retraining every 3 days) narrowed by 0.05 bits on one machine and
+not at all on another: too short a horizon to tell the loop from noise.
 """
 
 from __future__ import annotations
@@ -32,22 +34,22 @@ from funnel.simulation.runner import simulate_many
 
 pytestmark = pytest.mark.slow
 
-FLOOR_BITS = 2.3
-"""Category entropy (bits) the default pages keep on every day of this world (measured minimum 2.37;
-``off`` is at 2.00-2.09 from day 4 on)."""
+FLOOR_BITS = 2.45
+"""Category entropy (bits) the default pages keep on every day of this world (measured minimum 2.55;
+``off`` is at most 2.28 from day 20 on)."""
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
     config = SimConfig(
-        users=300, days=8, seed=0, n_items=200, visits_per_day=1.0,
+        users=300, days=30, seed=0, n_items=200, visits_per_day=1.0,
         n_estimators=10, max_label_users=200, total=100,
     )  # fmt: skip
     scenarios = [
         Scenario(
-            name="off", explore_rate=0.0, explore_rate_cold=0.0, mmr_lambda=0.0, retrain_days=3, gate=False
+            name="off", explore_rate=0.0, explore_rate_cold=0.0, mmr_lambda=0.0, retrain_days=7, gate=False
         ),
-        Scenario(name="defaults", retrain_days=3, gate=False),
+        Scenario(name="defaults", retrain_days=7, gate=False),
     ]
     folder: Path = tmp_path_factory.mktemp("loop")
     results = simulate_many(config, scenarios, folder)
@@ -60,16 +62,16 @@ def _entropy(days: list[dict], lo: int, hi: int) -> float:
 
 def test_without_diversity_and_exploration_category_entropy_falls(runs):
     off, defaults = runs["off"], runs["defaults"]
-    first, last = _entropy(off, 0, 3), _entropy(off, 5, 8)
-    assert last < first - 0.03, [d["category_entropy"] for d in off]
+    first, last = _entropy(off, 0, 5), _entropy(off, 25, 30)
+    assert last < first - 0.1, [d["category_entropy"] for d in off]
     # the same world with the defaults does not narrow like that (paired: same seed, same model)
-    change = _entropy(defaults, 5, 8) - _entropy(defaults, 0, 3)
-    assert change > (last - first) + 0.05, [d["category_entropy"] for d in defaults]
+    change = _entropy(defaults, 25, 30) - _entropy(defaults, 0, 5)
+    assert change > (last - first) + 0.1, [d["category_entropy"] for d in defaults]
 
 
 def test_the_defaults_keep_entropy_above_the_floor(runs):
     defaults, off = runs["defaults"], runs["off"]
     entropies = [d["category_entropy"] for d in defaults]
     assert min(entropies) >= FLOOR_BITS, entropies
-    assert _entropy(defaults, 0, 8) > _entropy(off, 0, 8) + 0.2
-    assert max(d["category_entropy"] for d in off[5:]) < FLOOR_BITS  # the floor is not a given
+    assert _entropy(defaults, 0, 30) > _entropy(off, 0, 30) + 0.3
+    assert max(d["category_entropy"] for d in off[20:]) < FLOOR_BITS  # the floor is not a given
