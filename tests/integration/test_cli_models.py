@@ -7,12 +7,11 @@ errors go through the same mapping to one line and an exit code as on the comman
 from __future__ import annotations
 
 import json
-import sys
 
 import pyarrow as pa
 import pytest
+from cli_inprocess import run_cli as run
 
-from funnel.cli import main
 from funnel.engine import Engine
 
 T0 = 1_700_000_000
@@ -20,18 +19,6 @@ EVENTS = pa.table(
     {"user_id": ["u1", "u1", "u2", "u2", "u3", "u3"], "item_id": ["a", "b", "a", "c", "b", "c"],
      "timestamp": [T0 + n for n in range(6)]}
 )  # fmt: skip
-
-
-def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """``funnel ARGS`` in process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["funnel", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import numpy as np
 import pytest
+from cli_inprocess import run_cli as run
 from fastapi.testclient import TestClient
 
 from funnel.api.app import create_app
-from funnel.cli import main
 from funnel.engine import Engine
 from funnel.experiments.ope_replay import evaluate_version
 from funnel.monitoring.logview import open_readonly
@@ -106,18 +105,6 @@ def test_exploration_slots_are_the_ones_the_deterministic_replay_does_not_match(
     top = rows.positions == 0  # the top slot's propensity is exact: an exploit pick matches the replay
     exploit_top = top & (rows.propensities >= 0.5)
     assert all(t == a for t, a in zip(found.targets[exploit_top], rows.items[exploit_top], strict=True))
-
-
-def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """``funnel ARGS`` in process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["funnel", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_cli_ope_prints_the_estimates_with_intervals(served, monkeypatch, capsys):

@@ -140,13 +140,18 @@ def test_split_is_vectorised_on_a_million_events():
         assert s.test.nnz > 0
 
 
-def test_with_test_users_samples_rows_and_keeps_training():
-    rng = np.random.default_rng(3)
-    users = np.repeat(np.arange(40), 6)
-    items = rng.integers(0, 30, users.size)
+def _random_events(seed: int, n_users: int, per_user: int, n_items: int) -> Interactions:
+    """``per_user`` events for each of ``n_users`` users on random items, one a second."""
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(n_users), per_user)
+    items = rng.integers(0, n_items, users.size)
     table = pa.table({"user_id": [f"u{u}" for u in users], "item_id": [f"i{i}" for i in items],
                       "timestamp": np.arange(users.size, dtype=np.int64) * 1000})  # fmt: skip
-    split = make_split(Interactions.from_table(table), "strat", 0.5, seed=1)
+    return Interactions.from_table(table)
+
+
+def test_with_test_users_samples_rows_and_keeps_training():
+    split = make_split(_random_events(3, 40, 6, 30), "strat", 0.5, seed=1)
     n = len(split.test_users)
     assert n > 12
     small = split.with_test_users(12, seed=5)
@@ -161,12 +166,7 @@ def test_with_test_users_samples_rows_and_keeps_training():
 def test_evaluate_models_scores_at_most_max_test_users():
     from funnel.eval.runner import evaluate_models
 
-    rng = np.random.default_rng(4)
-    users = np.repeat(np.arange(60), 5)
-    items = rng.integers(0, 25, users.size)
-    table = pa.table({"user_id": [f"u{u}" for u in users], "item_id": [f"i{i}" for i in items],
-                      "timestamp": np.arange(users.size, dtype=np.int64) * 1000})  # fmt: skip
-    inter = Interactions.from_table(table)
+    inter = _random_events(4, 60, 5, 25)
     full = evaluate_models(inter, "strat", 5, ["pop"], ratio=0.6, progress=False)
     capped = evaluate_models(inter, "strat", 5, ["pop"], ratio=0.6, progress=False, max_test_users=10)
     assert full.n_users > 10 and capped.n_users == 10
