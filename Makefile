@@ -26,7 +26,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check funnel tests benchmarks
 
 test: $(VENV)/.installed-dev lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.run_all
