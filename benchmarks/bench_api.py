@@ -214,7 +214,8 @@ def tree_cpu_seconds(pid: int) -> float:
     per request, ``n`` cores serve at most ``1000 n / c`` requests a second whatever the latency.
     """
     tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -222,18 +223,14 @@ def tree_cpu_seconds(pid: int) -> float:
             raw = Path(f"/proc/{entry}/stat").read_text()
         except OSError:  # exited meanwhile
             continue
-        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
-        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    tree, total = {pid}, 0.0
-    changed = True
-    while changed:
-        changed = False
-        for p, (parent, _) in stats.items():
-            if parent in tree and p not in tree:
-                tree.add(p)
-                changed = True
-    for p in tree:
-        total += stats.get(p, (0, 0.0))[1]
+        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, …
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    total, stack = 0.0, [pid]
+    while stack:
+        p = stack.pop()
+        total += cpu.get(p, 0.0)
+        stack += children.get(p, [])
     return total
 
 
