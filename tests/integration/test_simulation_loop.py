@@ -15,11 +15,11 @@ more than the defaults' does; the defaults stay above :data:`FLOOR_BITS` on ever
 served) ``off`` would not narrow; if diversity or exploration stopped acting on the served pages,
 ``defaults`` would fall to ``off``'s level, under the floor.
 
-Measured (the run is deterministic on one machine; ~230 s on the shared 2-core machine under
-load): ``off`` 2.46 bits over days 0-4, 2.18 over days 25-29 (−0.29; minimum 1.99, at most 2.28
+Measured (the run is deterministic on one machine; 143 s on the shared 2-core machine at load
+~5): ``off`` 2.46 bits over days 0-4, 2.18 over days 25-29 (−0.29; minimum 1.99, at most 2.28
 after day 20); ``defaults`` 2.82 → 2.71 (−0.11; minimum 2.55, mean 2.71 against ``off``'s 2.23).
-An 8-day version of this world (retraining every 3 days) narrowed by 0.05 bits on one machine and
-not at all on another: too short a horizon to tell the loop from noise.
+An 8-day version of this world (retraining every 3 days) narrowed by 0.05 bits in one install and
+by 0.006 in another: too short a horizon to tell the loop from noise.
 """
 
 from __future__ import annotations
