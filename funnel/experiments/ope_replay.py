@@ -7,10 +7,12 @@ the logged impressions in log order and, before each, folds the event log into t
 to the impression's offset (:meth:`~funnel.pipeline.Pipeline.observe`): the page is ranked from
 the state the serving policy had when it served the logged page — the user's history until then,
 the online features, the clock. Impressions with no interaction logged between them share one
-batch (impressions change no serving state). The page is the version's top-``k`` for the user
-(``k`` = the deepest logged position + 1) with exploration off — a deterministic policy — and the
-arm-style ``overrides`` (:class:`~funnel.experiments.overrides.ArmOverrides`: head weights,
-re-ranking settings) on top, so "the live version with other settings" is a target too.
+fold (impressions change no serving state); each page is still ranked alone, as the API served
+it, because a batched call can order near-tied scores differently. The page is the version's
+top-``k`` for the user (``k`` = the deepest logged position + 1) with exploration off — a
+deterministic policy — and the arm-style ``overrides``
+(:class:`~funnel.experiments.overrides.ArmOverrides`: head weights, re-ranking settings) on top,
+so "the live version with other settings" is a target too.
 
 What the replay does not reproduce: the request's country, device and surface (an impression
 carries the user and the surface only: the page is ranked with the user's stored attributes);
@@ -21,7 +23,8 @@ A version cannot be rewound: impressions logged before the end of its training d
 bundle's log offset) have outcomes it has learned from and histories it holds; they are left out
 (``before_version``), and none left is an error that says so.
 
-Cost: one ranked page per impression (batched between interactions) plus one read of the log.
+Cost: one ranked page per impression (one fold of the log between interactions) plus one read of
+the log.
 """
 
 from __future__ import annotations
@@ -98,7 +101,9 @@ def target_items(
         requests, first = np.unique(slots.request_ids[rows], return_index=True)
         users = [str(slots.users[rows[i]]) for i in first]
         k = int(slots.positions[rows].max()) + 1
-        pages = pipeline.recommend(users, k, overrides=over)
+        # one user per call, as the API served them: a batch's scores differ in the last bits
+        # (ALS's matrix product vs one row), which can reorder near-ties and so the page
+        pages = [pipeline.recommend([user], k, overrides=over)[0] for user in users]
         keys = {rid: pipeline.bundle.items.keys_of(p.items) for rid, p in zip(requests, pages, strict=True)}
         for row in rows.tolist():
             page, pos = keys[slots.request_ids[row]], int(slots.positions[row])
