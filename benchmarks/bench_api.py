@@ -1,7 +1,7 @@
 """HTTP API under load on loopback: latency percentiles and throughput of ``GET /v1/recommendations``.
 
 Run: ``python -m benchmarks.bench_api [--items 1000000 --users 100000 --interactions 2000000]
-[--concurrency 1 8 32] [--seconds 20] [--modes embedded redis] [--client-procs 1] [--quick]``
+[--concurrency 1 8 32] [--seconds 20] [--modes embedded redis] [--client auto|wrk|httpx] [--quick]``
 
 1. **Data.** A synthetic world (:mod:`funnel.data.synthetic`: ``--items`` items with titles and
    text, ``--users`` users, ``--interactions`` events) is imported into an engine and trained
@@ -17,11 +17,12 @@ Run: ``python -m benchmarks.bench_api [--items 1000000 --users 100000 --interact
    redis://127.0.0.1:6379/15 --prefix bench-<random> --workers 2``; its keys are deleted after).
    Warm-up: rounds at ``2 x workers + 2`` connections until a whole round answers within a second
    (every worker loads the model on its first request).
-4. **Load.** A closed loop of ``c`` concurrent async ``httpx`` clients (split over
-   ``--client-procs`` processes) for ``--seconds`` per level: users drawn from known users (with
-   history) and ``--cold-share`` unknown ones, ``limit=10``. ``client_cpu`` is the client
-   processes' CPU seconds per wall second (1.0 = a whole core), to tell when the client itself
-   competes for the 2 cores.
+4. **Load.** A closed loop of ``c`` concurrent connections for ``--seconds`` per level: users
+   drawn from known users (with history) and ``--cold-share`` unknown ones, ``limit=10``. The
+   client (``--client``) is ``wrk`` when installed (:mod:`benchmarks.wrk_client`: a few µs of CPU
+   per request), else async ``httpx`` clients (split over ``--client-procs`` processes; ~1.4 ms
+   of CPU per request, taken from the 2 cores the server has). ``client_cpu`` is the client's
+   CPU seconds per wall second (1.0 = a whole core), to tell when the client itself competes.
 
 The target (issue 7): p99 <= 50 ms at concurrency 8 and >= 150 requests/s. Results:
 ``benchmarks/results/api.json``.
@@ -49,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import machine_meta, print_table, write_results
+from benchmarks.wrk_client import drive_wrk, wrk_available
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("FUNNEL_BENCH_CACHE") or Path(__file__).resolve().parent / ".cache")
@@ -361,7 +363,10 @@ def bench_mode(mode: str, folder: Path, users: list[str], args) -> list[dict[str
         print(f"{mode}: warm after {warm:.1f}s", flush=True)
         for c in args.concurrency:
             cpu0 = tree_cpu_seconds(proc.pid)
-            got = drive(base, users, c, args.seconds, args.client_procs)
+            if args.client == "wrk":
+                got = drive_wrk(base, users, c, args.seconds)
+            else:
+                got = drive(base, users, c, args.seconds, args.client_procs)
             got["server_cpu_ms_per_request"] = (
                 1e3 * (tree_cpu_seconds(proc.pid) - cpu0) / got["requests"] if got["requests"] else None
             )
@@ -375,7 +380,8 @@ def bench_mode(mode: str, folder: Path, users: list[str], args) -> list[dict[str
             ) if c == TARGET_CONCURRENCY else None  # fmt: skip
             rows.append(row)
             print(f"{mode} c={c}: p50 {got['p50_ms']:.1f} p99 {got['p99_ms']:.1f} ms, "
-                  f"{got['rps']:.1f} req/s, server CPU {got['server_cpu_ms_per_request']:.1f} ms/request",
+                  f"{got['rps']:.1f} req/s, server CPU {got['server_cpu_ms_per_request']:.1f} ms/request"
+                  + (f", responses per process {got['by_worker']}" if "by_worker" in got else ""),
                   flush=True)  # fmt: skip
     finally:
         stop_server(proc)
@@ -396,11 +402,17 @@ def main() -> None:
     ap.add_argument("--reference-seconds", type=float, default=20.0)
     ap.add_argument("--modes", nargs="+", default=["embedded", "redis"], choices=["embedded", "redis"])
     ap.add_argument("--workers", type=int, default=2, help="uvicorn processes in redis mode")
-    ap.add_argument("--client-procs", type=int, default=1)
+    ap.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto",
+                    help="load client: wrk (a C client, when installed) or httpx; auto: wrk if on PATH")
+    ap.add_argument("--client-procs", type=int, default=1, help="httpx client processes")
     ap.add_argument("--cold-share", type=float, default=0.2)
     ap.add_argument("--rebuild", action="store_true", help="ignore the cached data directory")
     ap.add_argument("--quick", action="store_true", help="smoke-test size (numbers not reported)")
     args = ap.parse_args()
+    if args.client == "auto":
+        args.client = "wrk" if wrk_available() else "httpx"
+    elif args.client == "wrk" and not wrk_available():
+        raise SystemExit("--client wrk: no wrk on PATH (Debian: apt-get install wrk)")
     if args.quick:
         args.items, args.users, args.interactions = 3_000, 600, 30_000
         args.concurrency, args.seconds, args.reference_seconds = [1, 4], 1.5, 1.0
@@ -446,8 +458,9 @@ def main() -> None:
     meta.update(
         users_mix={"cold_share": args.cold_share, "limit": LIMIT},
         seconds_per_level=args.seconds,
-        client="httpx.AsyncClient on uvloop, closed loop",
-        client_procs=args.client_procs,
+        loop="closed",
+        client="wrk, 1 thread" if args.client == "wrk" else "httpx.AsyncClient on uvloop",
+        client_procs=1 if args.client == "wrk" else args.client_procs,
         target={"p99_ms": TARGET_P99_MS, "rps": TARGET_RPS, "concurrency": TARGET_CONCURRENCY},
         load_average_after=machine_meta()["load_average"],
     )
