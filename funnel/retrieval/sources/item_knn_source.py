@@ -86,7 +86,7 @@ class ItemKNNSource(BaseSource):
         n = len(query)
         su, si, sw = self._seeds(query)
         N = self.neighbours_
-        counts = np.diff(N.indptr)[si]
+        counts = N.indptr[si + 1] - N.indptr[si]  # not np.diff(N.indptr): a catalogue-long array
         starts = np.repeat(N.indptr[si], counts)
         pos = starts + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         user = np.repeat(su, counts)
