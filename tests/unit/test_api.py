@@ -197,6 +197,30 @@ def test_a_bad_limit_is_422_naming_limit(shared, limit):
     )
 
 
+def test_the_spec_lists_the_recommendation_query_parameters(shared):
+    params = shared.get("/openapi.json").json()["paths"]["/v1/recommendations"]["get"]["parameters"]
+    by_name = {p["name"]: p for p in params}
+    assert list(by_name) == ["user_id", "limit", "device", "surface", "country", "cursor", "exclude", "category",
+                             "debug"]  # fmt: skip
+    assert all(p["in"] == "query" for p in params)
+    assert [n for n, p in by_name.items() if p["required"]] == ["user_id"]
+    assert by_name["limit"]["schema"] | {"title": None} == {
+        "type": "integer", "minimum": 1, "maximum": 100, "default": 10, "title": None
+    }  # fmt: skip
+    exclude = by_name["exclude"]["schema"]["anyOf"][0]
+    assert exclude == {"type": "array", "items": {"type": "string"}, "maxItems": 1000}
+
+
+def test_repeated_and_comma_separated_excludes_both_count(shared):
+    page = ids(shared.get("/v1/recommendations", params={"user_id": USER, "limit": 100}))
+    assert len(page) >= 3
+    excluded = shared.get(
+        "/v1/recommendations", params=[("user_id", USER), ("limit", "100"), ("exclude", page[0]),
+                                       ("exclude", f"{page[1]},{page[2]}")],
+    )  # fmt: skip
+    assert not set(page[:3]) & set(ids(excluded))
+
+
 def test_limit_bounds_are_inclusive(shared):
     assert len(ids(shared.get("/v1/recommendations", params={"user_id": USER, "limit": 1}))) == 1
     assert shared.get("/v1/recommendations", params={"user_id": USER, "limit": 100}).status_code == 200
