@@ -211,10 +211,10 @@ class RecommendationService:
             return False
         started = time.perf_counter()
         try:
-            _ = self.engine.event_log.end_offset
+            end = self.engine.event_log.end_offset  # read once: every event acknowledged before now
             with self._lock:
                 start = self._pipeline().read_offset
-                records = self.engine.catch_up()
+                records = self.engine.catch_up(until=end)
                 self.arm_models.catch_up(records, start, self._pipeline().read_offset)
                 changes, self._feed_pos = self.feed.read(self._feed_pos)
                 self._apply(changes)
