@@ -15,8 +15,9 @@ Run: ``python -m benchmarks.bench_api [--items 1000000 --users 100000 --interact
 3. **Servers.** ``funnel serve`` as a subprocess on a free loopback port: ``embedded`` (one
    process, file event log, the retrain thread beside it) and ``redis`` (``--redis
    redis://127.0.0.1:6379/15 --prefix bench-<random> --workers 2``; its keys are deleted after).
-   Warm-up: rounds at ``2 x workers + 2`` connections until a whole round answers within a second
-   (every worker loads the model on its first request).
+   Warm-up: rounds of ``2 x workers + 2`` requests on fresh connections until every process
+   (``x-funnel-worker``) answers within a second: each loads the model on its first request, and
+   a level's keep-alive connections stay where they landed.
 4. **Load.** A closed loop of ``c`` concurrent connections for ``--seconds`` per level: users
    drawn from known users (with history) and ``--cold-share`` unknown ones, ``limit=10``. The
    client (``--client``) is ``wrk`` when installed (:mod:`benchmarks.wrk_client`: a few µs of CPU
@@ -339,12 +340,35 @@ def drive(base: str, users: list[str], concurrency: int, seconds: float, procs: 
     }
 
 
-def warm_up(base: str, users: list[str], concurrency: int, procs: int, timeout: float = 900.0) -> float:
-    """Rounds of 3 s at ``concurrency`` until one has p99 under 1 s (every worker loaded); seconds."""
+async def _warm_round(base: str, users: list[str], n: int) -> list[tuple[str, float]]:
+    """``n`` concurrent requests on fresh connections: (answering process, seconds) of each 200."""
+    import httpx
+
+    async def one(user: str) -> tuple[str, float] | None:
+        async with httpx.AsyncClient(base_url=base, timeout=120.0) as client:  # its own connection
+            t = time.perf_counter()
+            r = await client.get("/v1/recommendations", params={"user_id": user, "limit": LIMIT})
+            ok = r.status_code == 200
+            return (r.headers.get("x-funnel-worker", "?"), time.perf_counter() - t) if ok else None
+
+    got = await asyncio.gather(*(one(users[i % len(users)]) for i in range(n)), return_exceptions=True)
+    return [g for g in got if isinstance(g, tuple)]
+
+
+def warm_up(base: str, users: list[str], workers: int, timeout: float = 900.0) -> float:
+    """Rounds of ``2 x workers + 2`` requests on fresh connections until every process answers fast.
+
+    Each process loads the model on its first request, and keep-alive connections stay with the
+    process that accepted them: a level measured while one process still loads would queue its
+    connections there for the whole level. Done when one round saw ``workers`` distinct processes
+    (``x-funnel-worker``) all answer within a second. Returns the seconds it took.
+    """
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        got = drive(base, users, concurrency, 3.0, procs)
-        if got["requests"] and got["p99_ms"] < 1000 and not got["errors"]:
+        got = asyncio.run(_warm_round(base, users, 2 * workers + 2))
+        fast = {pid for pid, s in got if s < 1.0}
+        slow = {pid for pid, s in got if s >= 1.0}
+        if len(fast) >= workers and not slow:
             return time.monotonic() - start
     raise SystemExit(f"warm-up did not settle in {timeout}s")
 
@@ -357,9 +381,7 @@ def bench_mode(mode: str, folder: Path, users: list[str], args) -> list[dict[str
     rows = []
     try:
         wait_healthy(base, proc)
-        # a few more connections than processes, so every worker loads the model; at the highest
-        # level a round's p99 is queueing (c x service time) and may never drop under a second
-        warm = warm_up(base, users, 2 * args.workers + 2, args.client_procs)
+        warm = warm_up(base, users, args.workers if mode == "redis" else 1)
         print(f"{mode}: warm after {warm:.1f}s", flush=True)
         for c in args.concurrency:
             cpu0 = tree_cpu_seconds(proc.pid)
