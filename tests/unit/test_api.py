@@ -200,8 +200,8 @@ def test_a_bad_limit_is_422_naming_limit(shared, limit):
 def test_the_spec_lists_the_recommendation_query_parameters(shared):
     params = shared.get("/openapi.json").json()["paths"]["/v1/recommendations"]["get"]["parameters"]
     by_name = {p["name"]: p for p in params}
-    assert list(by_name) == ["user_id", "limit", "device", "surface", "country", "cursor", "exclude", "category",
-                             "debug"]  # fmt: skip
+    names = ["user_id", "limit", "device", "surface", "country", "cursor", "exclude", "category", "debug"]
+    assert list(by_name) == names
     assert all(p["in"] == "query" for p in params)
     assert [n for n, p in by_name.items() if p["required"]] == ["user_id"]
     assert by_name["limit"]["schema"] | {"title": None} == {
