@@ -64,7 +64,7 @@ from funnel.retrieval.concurrent import ask_all
 from funnel.retrieval.fusion import fuse
 from funnel.retrieval.merge import DEFAULT_TOTAL, MergedCandidates, merge
 from funnel.retrieval.quotas import learn_quotas
-from funnel.retrieval.source import Candidates, GrowsCatalogue, RetrievalData, RetrievalQuery
+from funnel.retrieval.source import AskedInline, Candidates, GrowsCatalogue, RetrievalData, RetrievalQuery
 from funnel.retrieval.sources.registry import load_source, make_source
 
 KIND, FORMAT_VERSION = "retriever", 1
@@ -301,7 +301,8 @@ class Retriever:
                 asked = query if grows_catalogue(source) else query.narrowed(self.fitted_items_)
                 calls[name] = functools.partial(source.retrieve, asked, k)
         start = time.perf_counter()
-        got, late, errors = ask_all(calls, deadline_ms)
+        inline = [n for n in calls if isinstance(s := self.sources_[n], AskedInline) and s.asked_inline]
+        got, late, errors = ask_all(calls, deadline_ms, inline)
         self.last_seconds_ = {"sources": time.perf_counter() - start}
         self.last_errors_ = dict(errors)
         for name in late:

@@ -128,6 +128,20 @@ class GrowsCatalogue(Protocol):
         ...
 
 
+@runtime_checkable
+class AskedInline(Protocol):
+    """Optional capability of a source: ``retrieve`` only reads in-memory tables (no ANN scan, no I/O).
+
+    The serving fan-out (:func:`~funnel.retrieval.concurrent.ask_all`) runs such a source in the
+    request's own thread after the pooled ones (ANN searches) have answered. Running every source
+    in the pool at once made them contend for the GIL: at 1M items the five default sources cost
+    6.35 ms of CPU a request that way against 5.73 ms one after the other; with the cheap four
+    asked inline afterwards, 5.92 ms. Its answer is still dropped when it comes after the deadline.
+    """
+
+    asked_inline: bool
+
+
 @dataclass
 class Candidates:
     """One user's candidates from one source, best first.

@@ -42,6 +42,7 @@ class EditorialSource(BaseSource):
     """
 
     name = "editorial"
+    asked_inline = True  # in-memory tables only (AskedInline)
 
     def __init__(self, curated: list[str] | None = None, sponsored: list[str] | None = None) -> None:
         self.curated = list(curated or [])

@@ -47,6 +47,7 @@ class ItemKNNSource(BaseSource):
     """
 
     name = "item_knn"
+    asked_inline = True  # in-memory tables only (AskedInline)
 
     def __init__(
         self, k_neighbours: int = 100, shrink: float = 100.0, n_recent: int = 20, recency_decay: float = 0.9

@@ -57,6 +57,7 @@ class NewItemsSource(BaseSource):
     """
 
     name = "new_items"
+    asked_inline = True  # in-memory tables only (AskedInline)
 
     def __init__(self, window_days: float = 30.0, rank_by: str = "recency") -> None:
         if rank_by not in ("recency", "engagement"):

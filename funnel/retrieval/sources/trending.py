@@ -58,6 +58,7 @@ class TrendingSource(BaseSource):
     """
 
     name = "trending"
+    asked_inline = True  # in-memory tables only (AskedInline)
 
     def __init__(
         self,
