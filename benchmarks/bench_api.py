@@ -173,9 +173,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(folder: Path, mode: str, port: int, prefix: str, workers: int) -> subprocess.Popen:
+def start_server(
+    folder: Path, mode: str, port: int, prefix: str, workers: int, sample: float = 0.01
+) -> subprocess.Popen:
     """``funnel serve`` in ``mode`` as a subprocess (its own process group)."""
-    cmd = [sys.executable, "-m", "funnel", "serve", "--data-dir", str(folder / "data"), "--port", str(port)]
+    cmd = [sys.executable, "-m", "funnel", "serve", "--data-dir", str(folder / "data"), "--port", str(port),
+           "--served-feature-sample", repr(sample)]  # fmt: skip
     if mode == "redis":
         cmd += ["--redis", REDIS_URL, "--prefix", prefix, "--workers", str(workers)]
     log = open(folder / f"serve-{mode}.log", "w")  # noqa: SIM115 - closed with the process
@@ -377,7 +380,7 @@ def bench_mode(mode: str, folder: Path, users: list[str], args) -> list[dict[str
     """Every concurrency level against one server mode."""
     port, prefix = free_port(), f"bench-{uuid.uuid4().hex[:8]}"
     base = f"http://127.0.0.1:{port}"
-    proc = start_server(folder, mode, port, prefix, args.workers)
+    proc = start_server(folder, mode, port, prefix, args.workers, args.served_feature_sample)
     rows = []
     try:
         wait_healthy(base, proc)
@@ -428,6 +431,7 @@ def main() -> None:
                     help="load client: wrk (a C client, when installed) or httpx; auto: wrk if on PATH")
     ap.add_argument("--client-procs", type=int, default=1, help="httpx client processes")
     ap.add_argument("--cold-share", type=float, default=0.2)
+    ap.add_argument("--served-feature-sample", type=float, default=0.01, help="funnel serve's (its default)")
     ap.add_argument("--rebuild", action="store_true", help="ignore the cached data directory")
     ap.add_argument("--quick", action="store_true", help="smoke-test size (numbers not reported)")
     args = ap.parse_args()
@@ -479,6 +483,7 @@ def main() -> None:
         rows += bench_mode(mode, folder, users, args)
     meta.update(
         users_mix={"cold_share": args.cold_share, "limit": LIMIT},
+        served_feature_sample=args.served_feature_sample,
         seconds_per_level=args.seconds,
         loop="closed",
         client="wrk, 1 thread" if args.client == "wrk" else "httpx.AsyncClient on uvloop",
