@@ -174,7 +174,7 @@ def free_port() -> int:
 
 
 def start_server(
-    folder: Path, mode: str, port: int, prefix: str, workers: int, sample: float = 0.01
+    folder: Path, mode: str, port: int, prefix: str, workers: int, sample: float
 ) -> subprocess.Popen:
     """``funnel serve`` in ``mode`` as a subprocess (its own process group)."""
     cmd = [sys.executable, "-m", "funnel", "serve", "--data-dir", str(folder / "data"), "--port", str(port),
@@ -389,7 +389,7 @@ def bench_mode(mode: str, folder: Path, users: list[str], args) -> list[dict[str
         for c in args.concurrency:
             cpu0 = tree_cpu_seconds(proc.pid)
             if args.client == "wrk":
-                got = drive_wrk(base, users, c, args.seconds)
+                got = drive_wrk(base, users, c, args.seconds, LIMIT)
             else:
                 got = drive(base, users, c, args.seconds, args.client_procs)
             got["server_cpu_ms_per_request"] = (

@@ -13,12 +13,13 @@ Example (a server on port 8000)::
 
     from benchmarks.wrk_client import drive_wrk, wrk_available
     if wrk_available():
-        print(drive_wrk("http://127.0.0.1:8000", ["u1", "u2"], 8, 10.0)["p99_ms"])
+        print(drive_wrk("http://127.0.0.1:8000", ["u1", "u2"], 8, 10.0, limit=10)["p99_ms"])
 """
 
 from __future__ import annotations
 
 import json
+import math
 import resource
 import shutil
 import subprocess
@@ -28,7 +29,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 SCRIPT = Path(__file__).resolve().parent / "wrk_recommendations.lua"
-LIMIT = 10
 
 
 def wrk_available() -> bool:
@@ -36,7 +36,7 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def request_paths(users: list[str], limit: int = LIMIT) -> list[str]:
+def request_paths(users: list[str], limit: int) -> list[str]:
     """One ``/v1/recommendations`` path (query string encoded) per user, in order."""
     return [f"/v1/recommendations?{urlencode({'user_id': u, 'limit': limit})}" for u in users]
 
@@ -50,13 +50,14 @@ def parse_wrk(stdout: str) -> dict[str, Any]:
 
 
 def drive_wrk(
-    base: str, users: list[str], concurrency: int, seconds: float, threads: int = 1
+    base: str, users: list[str], concurrency: int, seconds: float, limit: int, threads: int = 1
 ) -> dict[str, Any]:
-    """One load level with ``wrk``: ``concurrency`` connections for ``seconds``; see the module docstring."""
+    """One load level with ``wrk``: ``concurrency`` connections for ``seconds``, pages of ``limit`` items."""
     with tempfile.NamedTemporaryFile("w", suffix=".paths", delete=False) as f:
-        f.write("\n".join(request_paths(users)) + "\n")
+        f.write("\n".join(request_paths(users, limit)) + "\n")
     threads = max(1, min(threads, concurrency))
-    cmd = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds:g}s", "--timeout", "60s",
+    whole = max(1, math.ceil(seconds))  # wrk takes whole seconds ("1.5s" is an error)
+    cmd = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{whole}s", "--timeout", "60s",
            "-s", str(SCRIPT), base, "--", f.name]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:

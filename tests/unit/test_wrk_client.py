@@ -57,7 +57,8 @@ def test_drive_wrk_counts_requests_fallbacks_errors_and_workers() -> None:
     thread.start()
     try:
         users = ["u1", "fb-1", "u2", "bad-1"]
-        got = drive_wrk(f"http://127.0.0.1:{server.server_port}", users, concurrency=1, seconds=1.0)
+        base = f"http://127.0.0.1:{server.server_port}"
+        got = drive_wrk(base, users, concurrency=1, seconds=0.5, limit=10)  # wrk takes whole seconds
     finally:
         server.shutdown()
         server.server_close()
