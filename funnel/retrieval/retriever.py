@@ -100,20 +100,25 @@ WARMING_BOOST = {"content": 2.0, "item_knn": 2.0}
 """Weight multipliers for users with a handful of events."""
 
 
-_GROWS: dict[type, bool] = {}
+_DECLARED: dict[tuple[type, type], bool] = {}
 
 
-def grows_catalogue(source: object) -> bool:
-    """Whether ``source`` declares :class:`GrowsCatalogue`, cached per class.
+def declares(source: object, capability: type) -> bool:
+    """Whether ``source`` declares the runtime protocol ``capability``, cached per class.
 
     ``isinstance`` against a runtime protocol inspects every member on each call; the request
     path asks once per source and request.
     """
-    kind = type(source)
-    known = _GROWS.get(kind)
+    key = (type(source), capability)
+    known = _DECLARED.get(key)
     if known is None:
-        known = _GROWS[kind] = isinstance(source, GrowsCatalogue)
+        known = _DECLARED[key] = isinstance(source, capability)
     return known
+
+
+def grows_catalogue(source: object) -> bool:
+    """Whether ``source`` declares :class:`GrowsCatalogue` (cached per class)."""
+    return declares(source, GrowsCatalogue)
 
 
 class Retriever:
@@ -301,7 +306,7 @@ class Retriever:
                 asked = query if grows_catalogue(source) else query.narrowed(self.fitted_items_)
                 calls[name] = functools.partial(source.retrieve, asked, k)
         start = time.perf_counter()
-        inline = [n for n in calls if isinstance(s := self.sources_[n], AskedInline) and s.asked_inline]
+        inline = [n for n in calls if declares(s := self.sources_[n], AskedInline) and s.asked_inline]
         got, late, errors = ask_all(calls, deadline_ms, inline)
         self.last_seconds_ = {"sources": time.perf_counter() - start}
         self.last_errors_ = dict(errors)
