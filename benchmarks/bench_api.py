@@ -55,7 +55,7 @@ from benchmarks.wrk_client import drive_wrk, wrk_available
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("FUNNEL_BENCH_CACHE") or Path(__file__).resolve().parent / ".cache")
-DATA_VERSION = 2
+DATA_VERSION = 3
 """Bump when the cached data directory's recipe changes."""
 TARGET_P99_MS, TARGET_RPS, TARGET_CONCURRENCY = 50.0, 150.0, 8
 REDIS_URL = "redis://127.0.0.1:6379/15"

@@ -2,7 +2,8 @@
 
 Kinds: ``"exact"`` (:class:`~funnel.ann.exact.ExactIndex`, the reference), ``"hnsw"``
 (:class:`~funnel.ann.faiss_index.HnswIndex`), ``"ivf_sq8"`` and ``"ivf_pq"``
-(:mod:`funnel.ann.faiss_ivf`). All of them are :class:`~funnel.ann.protocol.AnnIndex`.
+(:mod:`funnel.ann.faiss_ivf`), ``"ivf_pq_fs"`` (:mod:`funnel.ann.faiss_fastscan`). All of them
+are :class:`~funnel.ann.protocol.AnnIndex`.
 
 Example:
     >>> import numpy as np, tempfile
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from funnel.ann.exact import ExactIndex
+from funnel.ann.faiss_fastscan import IvfPqFastScanIndex
 from funnel.ann.faiss_index import HnswIndex, omp_threads, set_omp_threads
 from funnel.ann.faiss_ivf import IvfPqIndex, IvfSq8Index
 from funnel.ann.protocol import AnnIndex
@@ -33,6 +35,7 @@ INDEX_KINDS: dict[str, type] = {
     "hnsw": HnswIndex,
     "ivf_sq8": IvfSq8Index,
     "ivf_pq": IvfPqIndex,
+    "ivf_pq_fs": IvfPqFastScanIndex,
 }
 """Index classes by kind name."""
 

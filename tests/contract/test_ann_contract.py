@@ -15,6 +15,7 @@ SMALL = {
     "hnsw": {"M": 16, "ef_construction": 100, "ef_search": 128},
     "ivf_sq8": {"nlist": 8, "nprobe": 8},
     "ivf_pq": {"nlist": 4, "nprobe": 4, "m": 16, "nbits": 8},
+    "ivf_pq_fs": {"nlist": 4, "nprobe": 4, "refine_factor": 8},
 }
 
 

@@ -7,12 +7,16 @@ changes the candidates without retraining. Items are searched by inner product i
 **index_params)``; approximate kinds index the items after :func:`mips_augment`, which keeps
 HNSW's recall on inner products. Users with an empty history get no candidates (no signal).
 
-The default ``index="auto"`` is exact up to :data:`EXACT_MAX_ITEMS` items and IVF-SQ8 above
-(:data:`AUTO_ANN_PARAMS`). An exact search reads every item vector per request: 20-30 ms of one
-core for 571 candidates of a 1M-item synthetic catalogue, against ~1.6 ms for IVF-SQ8 with
-``nprobe=128``, which finds 82% of the exact list there (ALS factors of a sparse catalogue
-cluster far less well than ``benchmarks/bench_ann``'s data, recall@100 0.98 there; HNSW found
-less and takes minutes to build, IVF-SQ8 10-25 s). Approximate indexes leave out the items whose
+The default ``index="auto"`` is exact up to :data:`EXACT_MAX_ITEMS` items and IVF fast-scan PQ with
+an exact refine above (:data:`AUTO_ANN_PARAMS`, :mod:`funnel.ann.faiss_fastscan`). An exact search
+reads every item vector per request: 20-30 ms of one core on a 1M-item synthetic catalogue. On that
+catalogue's factors (``python -m benchmarks.bench_als_index``: ``bench_api``'s world, 351,526 items
+with interactions, k = 491, one query a call on one thread, medians) the fast-scan index at
+``nprobe=256, refine_factor=4`` finds 89.3% of the exact top k in 1.55 ms, against 85.0% in 2.5 ms
+for IVF-SQ8 at ``nprobe=128`` (the default before) and 91.0% in 4.5 ms at ``nprobe=256``; it holds a
+float32 row per item for the refine (111 MB there, SQ8 25 MB). ALS factors of a sparse catalogue
+cluster far less well than ``benchmarks/bench_ann``'s data (recall@100 0.98 there; HNSW found less
+and takes minutes to build, the IVF indexes 5-10 s). Approximate indexes leave out the items whose
 factors are all zero (no interactions at fit time: they score 0 for every user; on a sparse 1M
 catalogue they are most of it, one point after :func:`mips_augment` that swamps an IVF cell).
 Reason code: ``picked_for_you``.
@@ -46,8 +50,8 @@ from funnel.retrieval.sources.common import BaseSource, candidates, listed_mask,
 
 REASON = "picked_for_you"
 EXACT_MAX_ITEMS = 100_000
-"""``index="auto"`` searches exactly up to this many items, with ``"ivf_sq8"`` above."""
-AUTO_ANN, AUTO_ANN_PARAMS = "ivf_sq8", {"nlist": 1024, "nprobe": 128}
+"""``index="auto"`` searches exactly up to this many items, with :data:`AUTO_ANN` above."""
+AUTO_ANN, AUTO_ANN_PARAMS = "ivf_pq_fs", {"nlist": 1024, "nprobe": 256, "refine_factor": 4}
 """The index of ``index="auto"`` above :data:`EXACT_MAX_ITEMS` items (``index_params`` override)."""
 
 
