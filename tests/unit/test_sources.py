@@ -259,3 +259,21 @@ def test_mips_augment_keeps_inner_products_and_equalises_norms():
     q = np.random.default_rng(1).normal(size=4).astype(np.float32)
     np.testing.assert_allclose(A @ np.append(q, 0), Y @ q, rtol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(A, axis=1), np.linalg.norm(Y, axis=1).max(), rtol=1e-5)
+
+
+def test_als_auto_index_above_the_exact_limit_is_fast_scan_with_exact_scores(monkeypatch, tmp_path):
+    from funnel.retrieval.sources import als_source
+
+    monkeypatch.setattr(als_source, "EXACT_MAX_ITEMS", 5)  # 20 items: above the limit
+    src = ALSSource(factors=4, iterations=6, index_params={"nlist": 2, "nprobe": 2}).fit(DATA)
+    assert type(src.index_).__name__ == "IvfPqFastScanIndex" and src.index_.refine_factor == 4
+    seen = [col("i00"), col("i01"), col("i02")]
+    got = src.retrieve(query(one_hot(seen, DATA.X.shape[1])), 5)[0]
+    vector = src.user_vectors(sp.csr_matrix(one_hot(seen, DATA.X.shape[1])))[0]
+    assert len(got) == 5 and not set(got.items.tolist()) & set(seen)
+    # refined scores are the exact inner products of the folded-in vector with the item factors
+    np.testing.assert_allclose(got.scores, src.item_factors_[got.items] @ vector, rtol=1e-4, atol=1e-5)
+    src.save(tmp_path / "a")
+    again = ALSSource.load(tmp_path / "a")
+    assert type(again.index_).__name__ == "IvfPqFastScanIndex"
+    assert again.retrieve(query(one_hot(seen, DATA.X.shape[1])), 5)[0].items.tolist() == got.items.tolist()
