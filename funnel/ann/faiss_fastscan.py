@@ -110,7 +110,7 @@ class IvfPqFastScanIndex(IvfIndex):
         if fresh:
             rows[new[reuse:]] = np.arange(self._used, self._used + fresh)
             self._used += fresh
-            self._vectors = _grow_rows(self._vectors, self._used)
+            self._vectors = grow(self._vectors, self._used, 0.0)
             self._row_ids = grow(self._row_ids, self._used, -1)
         self._row_of = grow(self._row_of, int(ids.max()) + 1, -1)
         self._vectors[rows] = vectors
@@ -181,12 +181,3 @@ class IvfPqFastScanIndex(IvfIndex):
         self._row_of = np.full(int(ids.max()) + 1 if len(ids) else 0, -1, np.int64)
         self._row_of[ids] = np.arange(len(ids))
         self._free, self._used = [], len(ids)
-
-
-def _grow_rows(arr: np.ndarray, n: int) -> np.ndarray:
-    """``arr`` with room for at least ``n`` rows (amortised growth)."""
-    if n <= len(arr):
-        return arr
-    out = np.zeros((max(n, int(len(arr) * 1.5) + 16), arr.shape[1]), arr.dtype)
-    out[: len(arr)] = arr
-    return out

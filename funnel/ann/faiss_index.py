@@ -45,10 +45,10 @@ def omp_threads() -> int:
 
 
 def grow(arr: np.ndarray, n: int, fill: Any) -> np.ndarray:
-    """Return ``arr`` with room for at least ``n`` entries (new entries are ``fill``), amortised."""
+    """Return ``arr`` with room for at least ``n`` entries (rows; new ones are ``fill``), amortised."""
     if n <= len(arr):
         return arr
-    out = np.full(max(n, int(len(arr) * 1.5) + 16), fill, dtype=arr.dtype)
+    out = np.full((max(n, int(len(arr) * 1.5) + 16), *arr.shape[1:]), fill, dtype=arr.dtype)
     out[: len(arr)] = arr
     return out
 
