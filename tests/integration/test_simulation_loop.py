@@ -9,15 +9,23 @@ model:
   found from the users' own clicks, and retraining learns from those clicks;
 * ``defaults``: the engine's :class:`~funnel.rerank.config.RerankConfig` (exploration, MMR).
 
-What must hold: ``off``'s category entropy falls from the first five days to the last five, by
-more than the defaults' does; the defaults stay above :data:`FLOOR_BITS` on every day while
-``off`` ends below it. If the loop were cut (clicks not folded into the serving state, retrains not
-served) ``off`` would not narrow; if diversity or exploration stopped acting on the served pages,
-``defaults`` would fall to ``off``'s level, under the floor.
+What must hold: ``off``'s category entropy falls from the first five days to the last five, and the
+defaults' falls by less than half as much; the defaults stay above :data:`FLOOR_BITS` on every day
+while ``off`` spends its last ten days well below it (mean at least 0.15 bits under). If the loop
+were cut (clicks not folded into the serving state, retrains not served) ``off`` would not narrow;
+if diversity or exploration stopped acting on the served pages, ``defaults`` would fall to ``off``'s
+level, under the floor.
 
-Measured (the run is deterministic on one machine; 143 s on the shared 2-core machine at load
+Measured (the run is deterministic on one machine, not across CPUs: BLAS and FAISS pick their
+kernels by instruction set, and the loop amplifies the last bits). First machine (143 s at load
 ~5): ``off`` 2.46 bits over days 0-4, 2.18 over days 25-29 (−0.29; minimum 1.99, at most 2.28
-after day 20); ``defaults`` 2.82 → 2.71 (−0.11; minimum 2.55, mean 2.71 against ``off``'s 2.23).
+after day 20); ``defaults`` 2.82 → 2.71 (−0.11, 0.39 of ``off``'s fall; minimum 2.55, mean 2.71
+against ``off``'s 2.23). Second machine (AVX2, no AVX-512; 85 s): ``off`` 2.42 → 2.28 (−0.14;
+mean 2.22 over days 20-29, 2.46 on day 29 after the day-28 retrain); ``defaults`` 2.82 → 2.76
+(−0.06, 0.43 of ``off``'s fall; minimum 2.53, mean 2.74 against ``off``'s 2.25). The test first
+asked the defaults to fall 0.1 bits less than ``off`` and ``off`` to stay under the floor on
+every day after day 20: single-sample margins that the second machine missed by 0.02 and 0.015
+bits with the code unchanged; the fall ratio and the ten-day mean hold on both with room.
 An 8-day version of this world (retraining every 3 days) narrowed by 0.05 bits in one install and
 by 0.006 in another: too short a horizon to tell the loop from noise.
 """
@@ -35,8 +43,8 @@ from funnel.simulation.runner import simulate_many
 pytestmark = pytest.mark.slow
 
 FLOOR_BITS = 2.45
-"""Category entropy (bits) the default pages keep on every day of this world (measured minimum 2.55;
-``off`` is at most 2.28 from day 20 on)."""
+"""Category entropy (bits) the default pages keep on every day of this world (measured minimum 2.55
+and 2.53 on two machines; ``off``'s mean over days 20-29 at most 2.28 and 2.22)."""
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +74,7 @@ def test_without_diversity_and_exploration_category_entropy_falls(runs):
     assert last < first - 0.1, [d["category_entropy"] for d in off]
     # the same world with the defaults does not narrow like that (paired: same seed, same model)
     change = _entropy(defaults, 25, 30) - _entropy(defaults, 0, 5)
-    assert change > (last - first) + 0.1, [d["category_entropy"] for d in defaults]
+    assert change > 0.5 * (last - first), [d["category_entropy"] for d in defaults]
 
 
 def test_the_defaults_keep_entropy_above_the_floor(runs):
@@ -74,4 +82,4 @@ def test_the_defaults_keep_entropy_above_the_floor(runs):
     entropies = [d["category_entropy"] for d in defaults]
     assert min(entropies) >= FLOOR_BITS, entropies
     assert _entropy(defaults, 0, 30) > _entropy(off, 0, 30) + 0.3
-    assert max(d["category_entropy"] for d in off[20:]) < FLOOR_BITS  # the floor is not a given
+    assert _entropy(off, 20, 30) < FLOOR_BITS - 0.15  # the floor is not a given
