@@ -132,9 +132,13 @@ class IvfPqFastScanIndex(IvfIndex):
         if len(self._free) > len(self):
             self._compact()
 
+    def _live_rows(self) -> np.ndarray:
+        """The rows holding a live id, in row order."""
+        return np.flatnonzero(self._row_ids[: self._used] >= 0)
+
     def _compact(self) -> None:
         """Move the live rows to the front (a fresh array) and forget the free ones."""
-        live = np.flatnonzero(self._row_ids[: self._used] >= 0)
+        live = self._live_rows()
         self._vectors = self._vectors[live].copy()
         self._row_ids = self._row_ids[live].copy()
         self._row_of[self._row_ids] = np.arange(len(live))
@@ -168,7 +172,7 @@ class IvfPqFastScanIndex(IvfIndex):
         return {**super()._params(), "m": self.m, "refine_factor": self.refine_factor}
 
     def _state_arrays(self) -> dict[str, np.ndarray]:
-        live = np.flatnonzero(self._row_ids[: self._used] >= 0)
+        live = self._live_rows()
         return {"refine_ids": self._row_ids[live], "refine_vectors": self._vectors[live]}
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
