@@ -59,6 +59,7 @@ from funnel.api.debug import filter_reasons, record_request
 from funnel.api.entity_feed import EntityChange, EntityFeed, open_entity_feed
 from funnel.api.experiments import KIND as EXPERIMENT
 from funnel.api.experiments import ExperimentBook
+from funnel.api.fair_lock import FairLock
 from funnel.api.history import UserHistory
 from funnel.api.hot_swap import HotSwapper
 from funnel.api.metrics import ApiMetrics
@@ -144,7 +145,7 @@ class RecommendationService:
         self.feed = feed or open_entity_feed("memory://")
         self.metrics = metrics or ApiMetrics()
         self.breaker = breaker or CircuitBreaker("event_log", failures=3, reset_s=2.0)
-        self._lock = threading.RLock()
+        self._lock = FairLock()  # requests queue for it: first come, first served
         # an in-process log (file://, memory://) serialises appends anyway: its end read under one lock
         # with the append makes the duplicate count exact (log_interactions); a redis:// log is shared
         # by processes, which a lock here cannot order, and it would queue writes behind a hung server
