@@ -46,7 +46,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import repeat
@@ -101,9 +101,7 @@ class _Layout:
     closed_proj: np.ndarray
     closed: dict[str, int]
     rows: np.ndarray
-    slot: np.ndarray | None = None  # bound item index -> row of ``slot_rows`` (-1: not cached yet)
-    slot_rows: np.ndarray | None = None
-    slot_used: int = 0
+    bound_sums: np.ndarray | None = None  # closed sums of every bound item (row = bound index)
 
 
 class FeatureServer:
@@ -117,8 +115,10 @@ class FeatureServer:
     every read looks every in-window bucket up (exact for late events too, slower).
 
     :meth:`bind_items` numbers the catalogue once (a serving pipeline's item indices); a read
-    given ``item_index`` then finds the candidates' catalogue rows and cached sums by position
-    instead of hashing their ids, the same values at a fraction of the cost on large catalogues.
+    given ``item_index`` then finds the candidates' catalogue rows and closed sums by position
+    instead of hashing their ids, the same values at a fraction of the cost on large catalogues:
+    the closed sums of every bound item are built at once when an epoch starts, in one pass over
+    the closed buckets' entries (see ``_bound_closed_sums``).
     """
 
     def __init__(
@@ -141,16 +141,19 @@ class FeatureServer:
         self.bound_items: list[str] | None = None
         """The item list :meth:`bind_items` numbered (``read``'s ``item_index`` points into it)."""
         self._bound_meta: np.ndarray | None = None
+        self._bound_positions: Mapping[str, int] | None = None
 
-    def bind_items(self, item_ids: list[str]) -> None:
+    def bind_items(self, item_ids: list[str], positions: Mapping[str, int] | None = None) -> None:
         """Number ``item_ids`` for reads by position (``read(..., item_index=...)``).
 
         The list is kept by reference and must not change afterwards (bind a new list instead);
-        the catalogue rows are looked up once here.
+        the catalogue rows are looked up once here. ``positions`` (optional): ``item_ids``' own
+        inverse, ``{item_ids[i]: i}``, when the caller holds one already (else built on first use).
         """
         self.bound_items = item_ids
+        self._bound_positions = positions
         self._bound_meta = self.catalog.rows_of(item_ids) if self.catalog is not None else None
-        self._current = None  # the cached sums' slots follow the numbering
+        self._current = None  # the cached sums' rows follow the numbering
 
     def _layout(self, t: int) -> _Layout:
         """Bucket keys and projections of the windows at ``t``; a new one (empty cache) per epoch."""
@@ -252,25 +255,34 @@ class FeatureServer:
         return out + lay.rows[idx]
 
     def _closed_by_index(self, lay: _Layout, index: np.ndarray) -> np.ndarray:
-        """The closed buckets' sums of bound items ``index``: cached rows, the missing ones read once."""
+        """The closed buckets' sums of bound items ``index``, from the epoch's dense sums."""
+        if lay.bound_sums is None:
+            lay.bound_sums = self._bound_closed_sums(lay)
+        return lay.bound_sums[index]
+
+    def _bound_closed_sums(self, lay: _Layout) -> np.ndarray:
+        """``(len(bound_items), columns)``: every bound item's sums over the epoch's closed buckets.
+
+        Built once per epoch (at the first read by index after ``t`` enters a new bucket) in one
+        pass over the closed hashes' entries: their cost is the events those buckets hold, not
+        the catalogue, and no read afterwards looks a closed bucket up (at 1M items, reading
+        the missing candidates' closed buckets on every request cost ~1 ms of a ~9 ms request).
+        The array is ``8 x columns`` bytes per catalogue item (56 MB at 1M items, 7 columns).
+        A field that is not a bound item (a hash's item unknown to this numbering) is skipped.
+        """
         bound = self.bound_items or []
-        if lay.slot is None:
-            lay.slot = np.full(len(bound), -1, np.int64)
-            lay.slot_rows = np.zeros((0, len(self._cols)))
-        idx = lay.slot[index]
-        if idx.size and idx.min() < 0:
-            miss = np.unique(index[idx < 0])
-            rows = self._buckets(lay.closed_keys, [bound[i] for i in miss.tolist()]) @ lay.closed_proj
-            start, end = lay.slot_used, lay.slot_used + len(miss)
-            if end > len(lay.slot_rows):  # grow the row store (amortised doubling)
-                grown = np.zeros((max(2 * len(lay.slot_rows), end, 1024), len(self._cols)))
-                grown[:start] = lay.slot_rows[:start]
-                lay.slot_rows = grown
-            lay.slot_rows[start:end] = rows
-            lay.slot[miss] = np.arange(start, end)
-            lay.slot_used = end
-            idx = lay.slot[index]
-        return lay.slot_rows[idx]
+        if self._bound_positions is None:
+            self._bound_positions = {k: i for i, k in enumerate(bound)}
+        position = self._bound_positions.get
+        sums = np.zeros((len(bound), len(self._cols)))
+        for h, proj in zip(self.store.get_many(lay.closed_keys), lay.closed_proj, strict=True):
+            if not h:
+                continue
+            at = np.fromiter(map(position, h, repeat(-1)), np.intp, len(h))
+            values = np.fromiter(h.values(), np.float64, len(h))
+            known = at >= 0
+            sums[at[known]] += values[known, None] * proj  # a hash's fields are distinct items
+        return sums
 
     def read(
         self,

@@ -36,7 +36,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +95,11 @@ class ItemStatics:
     def ids_of(self, items: np.ndarray) -> list[str]:
         """External ids of item indices."""
         return self._ids[np.asarray(items, dtype=np.int64)].tolist()
+
+    @property
+    def positions(self) -> Mapping[str, int]:
+        """``{item_ids[i]: i}`` (read-only by contract: the statics' own index)."""
+        return self._index
 
     def index_of(self, ids: Sequence[str]) -> np.ndarray:
         """Item indices of external ids (``-1`` unknown)."""

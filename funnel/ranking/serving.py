@@ -89,7 +89,8 @@ class RankingServer:
         self.served_log = served_log
         self.catalog = Catalog.from_items(items)
         self.features = FeatureServer(store, self.catalog, served_log=served_log)
-        self.features.bind_items(pipeline.statics_.item_ids)  # reads by item index (RankingPipeline.rank)
+        statics = pipeline.statics_  # reads by item index (RankingPipeline.rank)
+        self.features.bind_items(statics.item_ids, statics.positions)
         self.featurizer = EventFeaturizer(self.catalog)
         self.reranker = ReRanker(rerank, ItemPolicyTable.from_catalogue(items))
         self.user_index = {u: i for i, u in enumerate(users.column("user_id").to_pylist())}
@@ -143,7 +144,7 @@ class RankingServer:
         took = self.pipeline.retriever_.add_items(rows, indices, n_before)
         self.catalog = Catalog.from_items(self.items)
         self.features = FeatureServer(self.store, self.catalog, served_log=self.served_log)
-        self.features.bind_items(grown.item_ids)
+        self.features.bind_items(grown.item_ids, grown.positions)
         self.featurizer = EventFeaturizer(self.catalog)
         table = ItemPolicyTable.from_catalogue(self.items)
         self.reranker = ReRanker(self.reranker.config, table, self.reranker.steps)

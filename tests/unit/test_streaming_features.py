@@ -214,6 +214,11 @@ def test_reads_by_bound_index_equal_reads_by_id(store):
             items = [bound[i] for i in index]
             a = by_index.read("u1", items, t, item_index=index).to_dict()
             assert a == by_id.read("u1", items, t).to_dict()
+    partial = FeatureServer(store, CATALOG)  # i1 has events but is not in this numbering: skipped
+    partial.bind_items(["x", "i2"], {"x": 0, "i2": 1})
+    for t in (T0 + 6 * HOUR, T0 + 30 * HOUR):
+        expected = by_id.read("u1", ["i2"], t).to_dict()
+        assert partial.read("u1", ["i2"], t, item_index=[1]).to_dict() == expected
     t = T0 + 30 * HOUR
     a = by_index.read("u1", ["i2", "i1"], t, item_index=[0, 2])
     assert a.items["item_impressions_7d"].tolist() == [1, 1]
