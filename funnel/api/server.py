@@ -10,7 +10,10 @@
   hung server then costs a request at most about that long before the circuit breaker opens and
   pages are served from the state held (``fallback="stale_state"``).
 
-Every response carries ``x-funnel-worker: <pid>``: which uvicorn process answered.
+Every response carries ``x-funnel-worker: <pid>``: which uvicorn process answered. With several
+workers, ``serve`` creates a shared connection table (``FUNNEL_BALANCE_FILE``) through which a
+process holding more than its share of keep-alive connections closes one now and then
+(:mod:`funnel.api.balance`).
 
 Served-feature logging: every process samples ``served_feature_sample`` of its recommendation
 requests (default 1%, by request id) and appends their scored feature rows to
@@ -19,7 +22,7 @@ the skew alarm); processes share the folder (whole-batch ``O_APPEND`` writes).
 
 Each uvicorn process builds its app from the environment (``FUNNEL_DATA_DIR``,
 ``FUNNEL_EVENT_LOG``, ``FUNNEL_ENTITY_FEED``, ``FUNNEL_API_KEYS_FILE``, ``FUNNEL_WORKER``,
-``FUNNEL_SERVED_FEATURE_SAMPLE``) through :func:`app_from_env`, so
+``FUNNEL_SERVED_FEATURE_SAMPLE``, ``FUNNEL_BALANCE_FILE``) through :func:`app_from_env`, so
 ``uvicorn --factory funnel.api.server:app_from_env`` works as well.
 
 Threads: each process caps its BLAS libraries at ``FUNNEL_BLAS_THREADS`` threads (default 1).
@@ -34,6 +37,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +174,11 @@ def app_from_env() -> FastAPI:
     keys_file = os.environ.get("FUNNEL_API_KEYS_FILE")
     app = create_app(engine, feed, ApiKeys.load(keys_file) if keys_file else ApiKeys.load())
     app.add_middleware(WorkerHeader)
+    balance = os.environ.get("FUNNEL_BALANCE_FILE", "").strip()
+    if balance:  # several processes on one socket: even out their keep-alive connections
+        from funnel.api.balance import BalanceConnections
+
+        app.add_middleware(BalanceConnections, path=balance)
     # the served-feature log flushes its queue at exit itself (atexit, once it has written)
     if os.environ.get("FUNNEL_WORKER") == "1":
         stop = threading.Event()
@@ -231,12 +240,22 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> Non
 
     check_config(config, host)
     os.environ.update(config.environment())
-    uvicorn.run(
-        "funnel.api.server:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=config.workers,
-        log_level="warning",
-        access_log=False,
-    )
+    balance = None
+    if config.workers > 1:  # the processes' connection counts (funnel.api.balance)
+        shm = Path("/dev/shm")
+        fd, balance = tempfile.mkstemp(prefix="funnel-balance-", dir=shm if shm.is_dir() else None)
+        os.close(fd)
+        os.environ["FUNNEL_BALANCE_FILE"] = balance
+    try:
+        uvicorn.run(
+            "funnel.api.server:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=config.workers,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if balance is not None:
+            Path(balance).unlink(missing_ok=True)
