@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -126,6 +126,7 @@ class Catalogue:
     listed: np.ndarray
     categories: list[tuple[str, ...]]
     published_at: np.ndarray
+    _index: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_items(cls, table: pa.Table) -> Catalogue:
@@ -143,6 +144,12 @@ class Catalogue:
         return int(self.listed.sum())
 
     def align(self, item_ids: list[str]) -> np.ndarray:
-        """The catalogue row of each of ``item_ids`` (-1 when not in the catalogue)."""
-        index = {k: i for i, k in enumerate(self.item_ids)}
-        return np.fromiter((index.get(k, -1) for k in item_ids), dtype=np.int64, count=len(item_ids))
+        """The catalogue row of each of ``item_ids`` (-1 when not in the catalogue).
+
+        The id index is built on the first call and kept (0.3 s at 1M items: the ``/metrics``
+        quality gauges align on every refresh); ``item_ids`` must not change afterwards.
+        """
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self.item_ids)}
+        get = self._index.get
+        return np.fromiter((get(k, -1) for k in item_ids), dtype=np.int64, count=len(item_ids))
