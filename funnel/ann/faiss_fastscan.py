@@ -161,12 +161,14 @@ class IvfPqFastScanIndex(IvfIndex):
         return (self.m + 1) // 2 + 8 + 4 * self.dim
 
     def memory_bytes(self) -> int:
-        """Codes + ids + float32 rows + coarse centroids + PQ tables + the id/row maps."""
+        """The IVF total (per vector: :meth:`code_bytes`) + the id/row maps + the spare refine rows."""
         if self._index is None:
             return 0
-        maps = self._row_ids.nbytes + self._row_of.nbytes + 4 * self.dim * (len(self._vectors) - len(self))
-        tables = self.m * 16 * (self.dim // self.m) * 4
-        return int(len(self) * self.code_bytes() + self._index.nlist * self.dim * 4 + tables + maps)
+        spare = 4 * self.dim * (len(self._vectors) - len(self))
+        return super().memory_bytes() + self._row_ids.nbytes + self._row_of.nbytes + spare
+
+    def _table_bytes(self) -> int:
+        return self.m * 16 * (self.dim // self.m) * 4  # 16 centroids per sub-quantiser
 
     def _params(self) -> dict[str, Any]:
         return {**super()._params(), "m": self.m, "refine_factor": self.refine_factor}
