@@ -189,11 +189,15 @@ class ArmModels:
                 self._loading[version] = thread
                 thread.start()
 
-    def pipeline_for(self, version: str) -> Pipeline | None:
-        """The loaded pipeline of ``version`` (waiting up to ``wait_s`` for a load in progress), or None."""
+    def pipeline_for(self, version: str, wait: bool = True) -> Pipeline | None:
+        """The loaded pipeline of ``version`` (waiting up to ``wait_s`` for a load in progress), or None.
+
+        ``wait=False`` never waits (a load in progress gives None): the caller holds the serving
+        lock, which the load needs.
+        """
         with self._state:
             held, loading = self._held.get(version), self._loading.get(version)
-        if held is None and loading is not None:
+        if held is None and loading is not None and wait:
             loading.join(self.wait_s)
             with self._state:
                 held = self._held.get(version)

@@ -50,10 +50,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from funnel.api.arm_models import ArmModels
 from funnel.api.breaker import CircuitBreaker
+from funnel.api.catalogue_lookup import allowed_by_policy, current_item, items_by_category
 from funnel.api.cursor import MAX_SERVED, decode_cursor, encode_cursor
 from funnel.api.debug import filter_reasons, record_request
 from funnel.api.entity_feed import EntityChange, EntityFeed, open_entity_feed
@@ -71,7 +71,6 @@ from funnel.pipeline import Pipeline, RankedList
 from funnel.ranking.features import Context
 from funnel.ranking.trace import RequestTrace
 from funnel.rerank.explanations import POPULAR, Reason
-from funnel.rerank.filters import policy_ok
 
 log = logging.getLogger(__name__)
 MAX_FETCH = 1000
@@ -157,6 +156,7 @@ class RecommendationService:
         self._user_attrs: dict[str, dict[str, str]] = {}
         self._categories: dict[str, dict[str, np.ndarray]] = {}  # per model version
         self._version: str | None = None
+        self._loaded = False  # a model is held: the engine never drops it again
         self.history = UserHistory(engine)
         self.experiments = ExperimentBook(engine.data_dir, self.feed)
         self._feed_items: dict[str, dict[str, Any]] = {}  # item rows from the feed since the last swap
@@ -200,38 +200,62 @@ class RecommendationService:
     def catch_up(self) -> bool:
         """Fold new events and entity changes in; False when they could not be read (stale state).
 
-        The first store call (the log's end offset) runs outside the lock, so a hung store holds
-        up only the requests asking it (each for at most the client's socket timeout), not every
-        request queued behind the lock. Any failure once the model is loaded counts against the
-        breaker and serves the state held: every call the breaker let through reports back.
+        The first store call (the log's end offset, :meth:`_log_end`) runs outside the lock, so a
+        hung store holds up only the requests asking it (each for at most the client's socket
+        timeout), not every request queued behind the lock; the rest (:meth:`_fold_in`) runs
+        under it. Any failure once the model is loaded counts against the breaker and serves the
+        state held: every call the breaker let through reports back.
         """
+        end = self._log_end()
         with self._lock:
-            self._pipeline()  # no model yet (NotTrainedError) is not a store failure: it propagates
+            return self._fold_in(end)
+
+    def _log_end(self) -> tuple[int, float] | None:
+        """The log's end offset and when its read started; None when it is not to be read (breaker).
+
+        Until a model is held, the first call loads it under the lock (no model yet,
+        ``NotTrainedError``, is not a store failure: it propagates).
+        """
+        if not self._loaded:
+            with self._lock:
+                self._pipeline()
+            self._loaded = True
         self.swapper.check()  # a newly promoted version: loaded in the background
         if not self.breaker.allow():
-            return False
+            return None
         started = time.perf_counter()
         try:
-            end = self.engine.event_log.end_offset  # read once: every event acknowledged before now
-            with self._lock:
-                start = self._pipeline().read_offset
-                records = self.engine.catch_up(until=end)
-                self.arm_models.catch_up(records, start, self._pipeline().read_offset)
-                changes, self._feed_pos = self.feed.read(self._feed_pos)
-                self._apply(changes)
+            return self.engine.event_log.end_offset, started  # every event acknowledged before now
         except Exception as exc:
-            self.breaker.failure()
-            self.metrics.catch_up_failures.inc()
-            self.metrics.breaker_open.labels(name=self.breaker.name).set(self.breaker.state != "closed")
-            if isinstance(exc, UnavailableError):
-                log.warning("serving the state held (breaker %s): %s", self.breaker.state, exc)
-            else:
-                log.exception("catch-up failed; serving the state held (breaker %s)", self.breaker.state)
+            self._catch_up_failed(exc)
+            return None
+
+    def _fold_in(self, end: tuple[int, float] | None) -> bool:
+        """Under the lock: events up to ``end`` and the feed's changes folded in (see :meth:`catch_up`)."""
+        if end is None:
+            return False
+        try:
+            start = self._pipeline().read_offset
+            records = self.engine.catch_up(until=end[0])
+            self.arm_models.catch_up(records, start, self._pipeline().read_offset)
+            changes, self._feed_pos = self.feed.read(self._feed_pos)
+            self._apply(changes)
+        except Exception as exc:
+            self._catch_up_failed(exc)
             return False
         self.breaker.success()
         self.metrics.breaker_open.labels(name=self.breaker.name).set(0)
-        self.metrics.stages.labels(stage="catch_up").observe(time.perf_counter() - started)
+        self.metrics.stages.labels(stage="catch_up").observe(time.perf_counter() - end[1])
         return True
+
+    def _catch_up_failed(self, exc: Exception) -> None:
+        self.breaker.failure()
+        self.metrics.catch_up_failures.inc()
+        self.metrics.breaker_open.labels(name=self.breaker.name).set(self.breaker.state != "closed")
+        if isinstance(exc, UnavailableError):
+            log.warning("serving the state held (breaker %s): %s", self.breaker.state, exc)
+        else:
+            log.exception("catch-up failed; serving the state held (breaker %s)", self.breaker.state)
 
     def _apply(self, changes: Sequence[EntityChange]) -> None:
         new_rows = [c.data["row"] for c in changes if c.kind == "item" and "row" in c.data]
@@ -296,21 +320,26 @@ class RecommendationService:
         timings: dict[str, float] = {}
         trace = RequestTrace() if request.debug else None
         t0 = time.perf_counter()
-        fresh = self.catch_up()
+        end = self._log_end()
         timings["catch_up"] = (time.perf_counter() - t0) * 1e3
         served = decode_cursor(request.cursor) if request.cursor else []
         excluded = set(served) | set(request.exclude)
         context = Context(device=request.device or "", surface=request.surface or "")
-        segments = {**self._user_attrs.get(request.user_id, {})}
-        if request.country is not None:
-            segments["country"] = request.country
-        assigned = self.experiments.assign(request.user_id)
-        version = assigned.overrides.model_version if assigned is not None else None
-        pinned = self.arm_models.pipeline_for(version) if version is not None else None
-        if version is not None and pinned is None:
-            log.warning("arm %s: model version %s is not loaded, the live one serves", assigned.arm, version)
-        t1 = time.perf_counter()
-        with self._lock:
+        with self._lock:  # one hold for the catch-up and the page: the lock is queued for once
+            t0 = time.perf_counter()
+            fresh = self._fold_in(end)
+            t1 = time.perf_counter()
+            timings["catch_up"] += (t1 - t0) * 1e3
+            segments = {**self._user_attrs.get(request.user_id, {})}  # as the feed just left them
+            if request.country is not None:
+                segments["country"] = request.country
+            assigned = self.experiments.assign(request.user_id)
+            version = assigned.overrides.model_version if assigned is not None else None
+            pinned = self.arm_models.pipeline_for(version, wait=False) if version is not None else None
+            if version is not None and pinned is None:  # loading, maybe: its load needs the lock
+                pinned = self._arm_pipeline_unlocked(version)
+            if version is not None and pinned is None:
+                log.warning("arm %s: version %s is not loaded, the live one serves", assigned.arm, version)
             pipeline = self._pipeline()
             pipeline = pinned if pinned is not None else pipeline
             fetch = min(MAX_FETCH, (request.limit + len(excluded)) * (4 if request.category else 1))
@@ -356,6 +385,14 @@ class RecommendationService:
             page.experiment, page.arm = assigned.experiment, assigned.arm
         return page
 
+    def _arm_pipeline_unlocked(self, version: str) -> Pipeline | None:
+        """The arm pipeline of ``version``, waited for with the serving lock (held once) released."""
+        self._lock.release()
+        try:
+            return self.arm_models.pipeline_for(version)
+        finally:
+            self._lock.acquire()
+
     def _count_sources(self, pipeline: Pipeline) -> None:
         if pipeline.ranking is None:
             return
@@ -374,7 +411,8 @@ class RecommendationService:
         request: RecommendationRequest,
         segments: dict[str, str],
     ) -> list[Recommendation]:
-        keep = _policy_ok(pipeline, ranked.items, request.user_id, segments)  # the popular fallback too
+        # the popular fallback obeys the policy too
+        keep = allowed_by_policy(pipeline, ranked.items, request.user_id, segments)
         if request.category is not None:
             keep &= np.isin(ranked.items, self._category_items(pipeline, request.category))
         keys = pipeline.bundle.items.keys_of(ranked.items)
@@ -398,7 +436,7 @@ class RecommendationService:
         size = need + len(seen) + 64
         while True:  # the eligible head of the popular list: a growing prefix, not the catalogue
             pool = ranked[:size]
-            pool = pool[_policy_ok(pipeline, pool, request.user_id, segments)]
+            pool = pool[allowed_by_policy(pipeline, pool, request.user_id, segments)]
             if request.category is not None:
                 pool = pool[np.isin(pool, self._category_items(pipeline, request.category))]
             pool = pool[~np.isin(pool, seen)]
@@ -418,7 +456,7 @@ class RecommendationService:
     def _category_items(self, pipeline: Pipeline, category: str) -> np.ndarray:
         version = pipeline.bundle.version
         if version not in self._categories:
-            self._categories[version] = _items_by_category(self.engine, pipeline)
+            self._categories[version] = items_by_category(self.engine, pipeline)
         return self._categories[version].get(category, np.zeros(0, dtype=np.int64))
 
     def similar(self, item_id: str, limit: int) -> list[Recommendation]:
@@ -517,7 +555,7 @@ class RecommendationService:
         known = self._known_item(item_id)
         if not known:
             raise NotFoundError(f"item {item_id!r} is not in the catalogue")
-        current = _current_item(self.engine, item_id)
+        current = current_item(self.engine, item_id)
         if current is not None:
             self.engine.import_items(
                 current.set_column(current.schema.get_field_index("status"), "status", pa.array(["unlisted"]))
@@ -546,49 +584,6 @@ class RecommendationService:
         self.engine.import_users(pa.Table.from_pylist([row], schema=_USER_INPUT))
         self.feed.append([EntityChange("user", user_id, {"attributes": user.attributes})])
         self.catch_up()
-
-
-def _policy_ok(pipeline: Pipeline, items: np.ndarray, user_id: str, segments: dict[str, str]) -> np.ndarray:
-    """Per item: allowed by the ranking pipeline's hard policy (age, region) for this user and request.
-
-    The ranked page obeys it already; padding and the popular fallback must too. A baseline-only
-    bundle has no policy table: everything passes.
-    """
-    ranking = pipeline.ranking
-    if ranking is None or not len(items):
-        return np.ones(len(items), dtype=bool)
-    seg = ranking.user_segments(user_id, segments)
-    unknown_age = ranking.reranker.config.unknown_age_years
-    return policy_ok(ranking.reranker.table, items, seg.get("age_bucket"), seg.get("country"), unknown_age)
-
-
-def _items_by_category(engine: Engine, pipeline: Pipeline) -> dict[str, np.ndarray]:
-    """Category name -> the pipeline's item indices in it (from the lake's catalogue)."""
-    items = engine.lake.read("items", columns=["item_id", "categories"])
-    if not items.num_rows:
-        return {}
-    idx = pipeline.bundle.items.lookup(items.column("item_id"))
-    cats = items.column("categories").combine_chunks()
-    names = np.asarray(pc.list_flatten(cats).to_pylist(), dtype=object)
-    owners = idx[np.asarray(pc.list_parent_indices(cats))]
-    ok = (owners >= 0) & (owners < pipeline.n_items)
-    out: dict[str, list[int]] = {}
-    for name, owner in zip(names[ok].tolist(), owners[ok].tolist(), strict=True):
-        out.setdefault(name, []).append(owner)
-    return {name: np.asarray(sorted(set(v)), dtype=np.int64) for name, v in out.items()}
-
-
-def _current_item(engine: Engine, item_id: str) -> pa.Table | None:
-    """The lake's latest row of ``item_id`` (one-row ``ITEMS`` table), or None."""
-    import pyarrow.dataset as ds
-
-    from funnel.core.schema import ITEMS
-
-    parts = [str(p) for p in engine.lake.parts("items")]
-    if not parts:
-        return None
-    found = ds.dataset(parts, schema=ITEMS, format="parquet").to_table(filter=pc.field("item_id") == item_id)
-    return found.slice(found.num_rows - 1) if found.num_rows else None
 
 
 def _now_ms() -> int:
