@@ -35,18 +35,38 @@ import numpy as np
 from funnel.core.errors import ConfigError
 from funnel.rerank.state import BaseStep, RerankState
 
+_CODE_TABLE = 1 << 16
+"""Category codes below this are mapped to columns by a table (else by a sort)."""
+
 
 def category_vectors(categories: np.ndarray) -> np.ndarray:
-    """Unit-norm multi-hot rows (``float32 [n, distinct categories]``) of ``-1``-padded category codes."""
+    """Unit-norm multi-hot rows (``float32 [n, distinct categories]``) of ``-1``-padded category codes.
+
+    The columns are the codes present, in code order, found through a ``max code + 1`` table rather
+    than a sort (``np.unique``) when the codes are below :data:`_CODE_TABLE`.
+
+    Example:
+        >>> np.round(category_vectors(np.array([[7, 2], [2, 2], [-1, -1]])).astype(float), 3).tolist()
+        [[0.707, 0.707], [1.0, 0.0], [0.0, 0.0]]
+    """
     valid = categories >= 0
     if not valid.any():
         return np.zeros((len(categories), 1), np.float32)
-    local, inverse = np.unique(categories[valid], return_inverse=True)
-    out = np.zeros((len(categories), len(local)), np.float32)
-    rows = np.broadcast_to(np.arange(len(categories))[:, None], categories.shape)[valid]
-    out[rows, inverse] = 1.0
-    norms = np.sqrt(out.sum(axis=1, keepdims=True))
-    return out / np.where(norms > 0, norms, 1.0)
+    rows, slots = np.nonzero(valid)
+    codes = categories[rows, slots]
+    if int(codes.max()) < _CODE_TABLE:
+        present = np.zeros(int(codes.max()) + 1, np.intp)
+        present[codes] = 1
+        column = np.cumsum(present) - 1  # code -> its column among the codes present
+        columns, width = column[codes], int(column[-1]) + 1
+    else:  # a catalogue of many categories: the sort is cheaper than the table
+        local, columns = np.unique(codes, return_inverse=True)
+        width = len(local)
+    out = np.zeros((len(categories), width), np.float32)
+    out[rows, columns] = 1.0  # a code repeated in a row sets its column once
+    norms = np.sqrt(out @ np.ones(out.shape[1], np.float32))
+    out *= np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)[:, None]
+    return out
 
 
 class MMRDiversifier(BaseStep):

@@ -17,6 +17,7 @@ from funnel.rerank import (
     Slate,
     UserContext,
 )
+from funnel.rerank.diversity import category_vectors
 from funnel.rerank.exploration import ExplorationSlots
 from funnel.rerank.filters import SeenFilter, age_years
 from funnel.rerank.items import rating_age
@@ -118,3 +119,19 @@ def test_category_entropy_and_pick_lambda():
     assert category_entropy(np.array([[0, 2, 3, -1]]), cats) == pytest.approx(np.log2(3))
     rows = [{"lambda": 0.0, "ndcg": 0.2}, {"lambda": 0.2, "ndcg": 0.197}, {"lambda": 0.5, "ndcg": 0.15}]
     assert pick_lambda(rows) == 0.2
+
+
+def _set_cosine(a: list[int], b: list[int]) -> float:
+    sa, sb = {c for c in a if c >= 0}, {c for c in b if c >= 0}
+    return len(sa & sb) / (len(sa) * len(sb)) ** 0.5 if sa and sb else 0.0
+
+
+@pytest.mark.parametrize("offset", [0, 1 << 20])  # small codes (the table) and large ones (the sort)
+def test_category_vectors_give_the_cosine_of_category_sets(offset):
+    rows = [[3, 5, -1], [5, 5, -1], [7, -1, -1], [-1, -1, -1], [5, 3, 9], [9, -1, -1]]
+    codes = np.array([[c + offset if c >= 0 else -1 for c in r] for r in rows])
+    v = category_vectors(codes)
+    assert v.dtype == np.float32 and v.shape == (6, 4)  # four distinct codes
+    assert np.allclose(np.linalg.norm(v, axis=1), [1, 1, 1, 0, 1, 1], atol=1e-6)
+    want = np.array([[_set_cosine(a, b) for b in rows] for a in rows])
+    assert np.allclose(v @ v.T, want, atol=1e-6)  # e.g. {3,5}·{5} = 1/sqrt(2), {5,5} counts 5 once
