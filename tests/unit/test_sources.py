@@ -277,3 +277,26 @@ def test_als_auto_index_above_the_exact_limit_is_fast_scan_with_exact_scores(mon
     again = ALSSource.load(tmp_path / "a")
     assert type(again.index_).__name__ == "IvfPqFastScanIndex"
     assert again.retrieve(query(one_hot(seen, DATA.X.shape[1])), 5)[0].items.tolist() == got.items.tolist()
+
+
+@pytest.mark.parametrize("window_days", [5.0, 2.5, 0.5 + 1e-9])  # the last is not a whole number of ms
+def test_new_items_by_recency_find_the_window_by_search_as_a_scan_would(window_days):
+    # a data clock behind the catalogue: the newest items are "in the future" and head the order
+    rng = np.random.default_rng(1)
+    now0, w = 10 * DAY, window_days * DAY
+    edges = [now0 + 1, now0, now0 - int(w) + 1, now0 - int(w), now0 - int(w) - 1, now0 - int(np.ceil(w))]
+    published = np.concatenate([rng.integers(0, 20 * DAY, 300), edges])
+    names = [f"i{i:03d}" for i in range(len(published))]
+    t = pa.table({"user_id": ["a"], "item_id": [names[0]], "timestamp": [0]})
+    data = retrieval_data(t, pa.table({"item_id": names, "published_at": pa.array(published, TS)}))
+    src = NewItemsSource(window_days=window_days).fit(data)
+    for now in (now0, now0 + 1, 3 * DAY, 25 * DAY):
+        for limit in (None, 1, 7, 400):
+            age = (now - src.published_).astype(np.float64)
+            want = np.flatnonzero((age >= 0) & (age < w))[:limit]  # the scan, in the fitted order
+            items, scores = src.ranking(now, limit)
+            assert items.tolist() == src.items_[want].tolist(), (now, limit)
+            assert np.allclose(scores, 1.0 - (now - src.published_[want]) / w)
+    # at now0: published at now0 is new (age 0), one ms later is not yet, a whole window earlier is not
+    new_ids = {data.interactions.items.key(i) for i in src.ranking(now0)[0]}
+    assert names[-5] in new_ids and names[-6] not in new_ids and names[-1] not in new_ids

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Self
 
 import numpy as np
@@ -111,9 +112,22 @@ class NewItemsSource(BaseSource):
     def ranking(self, now_ms: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Items new at ``now_ms``, best first, and their scores (no sort: the order is fitted).
 
-        With ``limit``, stops once that many are found (scans the fitted order in chunks).
+        With ``limit``, stops once that many are found. By recency the fitted order is newest first,
+        so the new items are one slice, found by binary search: items published after ``now_ms`` (a
+        data clock behind the catalogue) head the order, and scanning past them in chunks cost
+        ~0.13 ms a request at 1M items. By engagement the fitted order is scanned in chunks.
         """
         window = self.window_days * DAY_MS
+        if self.rank_by == "recency":
+            newest_first = self._negated_published()
+            # int64 bounds: a float one would convert the whole array. published > now - window
+            # holds for an integer published exactly when published >= floor(now - window) + 1
+            start = int(np.searchsorted(newest_first, np.int64(-now_ms), side="left"))  # <= now
+            oldest = np.int64(math.floor(now_ms - window) + 1)
+            end = int(np.searchsorted(newest_first, -oldest, side="right"))  # >= oldest
+            idx = np.arange(start, end if limit is None else min(end, start + limit))
+            score = 1.0 - (now_ms - self.published_[idx]) / window
+            return self.items_[idx], score.astype(np.float32)
         n = len(self.items_)
         step = n if limit is None else max(64, 4 * limit)
         found: list[np.ndarray] = []
@@ -131,6 +145,13 @@ class NewItemsSource(BaseSource):
         if self.rank_by == "engagement":
             score = score + np.log1p(self.engagement_[idx])
         return self.items_[idx], score.astype(np.float32)
+
+    def _negated_published(self) -> np.ndarray:
+        """``-published_`` (non-decreasing: the fitted order is newest first), kept until it changes."""
+        memo = getattr(self, "_negated", None)
+        if memo is None or memo[0] is not self.published_:
+            memo = self._negated = (self.published_, -self.published_)
+        return memo[1]
 
     def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidates]:
         """Up to ``k`` new items per user (the same ranking for everyone), seen items excluded."""
