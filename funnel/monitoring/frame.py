@@ -128,12 +128,15 @@ class Catalogue:
     published_at: np.ndarray
     _index: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
 
+    COLUMNS = ("item_id", "status", "categories", "published_at")
+    """The ``ITEMS`` columns :meth:`from_items` reads (a lake read need decode no more)."""
+
     @classmethod
     def from_items(cls, table: pa.Table) -> Catalogue:
         """From a canonical ``ITEMS`` table (``status == "unlisted"`` is unlisted, null is listed)."""
         ids = table.column("item_id").to_pylist()
         status = pc.fill_null(table.column("status"), "listed")
-        listed = np.asarray(pc.not_equal(status, "unlisted").to_pylist(), dtype=bool)
+        listed = np.asarray(pc.not_equal(status, "unlisted").to_numpy(zero_copy_only=False), dtype=bool)
         cats = [tuple(c or ()) for c in table.column("categories").to_pylist()]
         pub = table.column("published_at").cast(pa.int64()).to_numpy(zero_copy_only=False)  # nulls: NaN
         return cls(ids, listed.reshape(len(ids)), cats, np.asarray(pub, dtype=np.float64))

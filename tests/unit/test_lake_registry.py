@@ -44,6 +44,12 @@ def test_items_keep_latest_version_per_id(tmp_path):
         "c": "C2",
     }
     assert got.schema == ITEMS
+    # a projection is deduplicated by id all the same, even when the id is not asked for
+    titles = lake.read("items", columns=["title"])
+    assert titles.column_names == ["title"]
+    assert sorted(titles.column("title").to_pylist()) == ["A1", "B2", "C2"]
+    assert lake.read("items", columns=["title", "item_id"]).column_names == ["title", "item_id"]
+    assert lake.read("users", columns=["user_id"]).column_names == ["user_id"]  # nothing written yet
 
 
 def test_registry_promotes_atomically_and_lists_versions(tmp_path):
