@@ -129,7 +129,7 @@ class MonitoringCollector(Collector):
         lake = self.engine.lake
         parts = tuple(str(p) for p in lake.parts("items"))
         if self._catalogue is None or self._catalogue[0] != parts:
-            self._catalogue = (parts, Catalogue.from_items(lake.read("items", list(Catalogue.COLUMNS))))
+            self._catalogue = (parts, Catalogue.from_lake(lake))
         return self._catalogue[1]
 
     def quality_now(self) -> QualitySnapshot | None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +36,9 @@ import pyarrow.compute as pc
 
 from funnel.core.schema import Impression, Interaction
 from funnel.events.protocol import Event, LogRecord
+
+if TYPE_CHECKING:
+    from funnel.data.lake import Lake
 
 CLICK = "click"
 """The interaction type that counts as a click of a served slot."""
@@ -130,6 +134,11 @@ class Catalogue:
 
     COLUMNS = ("item_id", "status", "categories", "published_at")
     """The ``ITEMS`` columns :meth:`from_items` reads (a lake read need decode no more)."""
+
+    @classmethod
+    def from_lake(cls, lake: Lake) -> Catalogue:
+        """The lake's current catalogue, decoding only :attr:`COLUMNS` of it."""
+        return cls.from_items(lake.read("items", list(cls.COLUMNS)))
 
     @classmethod
     def from_items(cls, table: pa.Table) -> Catalogue:

@@ -91,7 +91,7 @@ def collect(
     data = ReportData(data_dir, now_s, window_h)
     events = open_readonly(url)
     try:
-        catalogue = Catalogue.from_items(Lake(data_dir / "lake").read("items", list(Catalogue.COLUMNS)))
+        catalogue = Catalogue.from_lake(Lake(data_dir / "lake"))
         data.n_listed = catalogue.n_listed
         _quality(data, events, catalogue, window_h, days, config)
         data.consumer = consumer_status(events, config.consumer_group, data_dir, now_s)
