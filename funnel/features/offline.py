@@ -10,6 +10,12 @@ each feature's bucketed window (:mod:`funnel.features.windows`) — a range join
 the events on ``ts < t`` and ``ts >= lower_bound(t)``. The window sums go through the same
 :func:`~funnel.features.vectors.compute` as serving.
 
+The store reads the lake once, when it is made, into DuckDB tables in memory (a snapshot: files
+compacted later are not seen; make a new store). The queries scan the events once per counter
+(14 with the default definitions), and over views each scan decoded every Parquet file again:
+:func:`~funnel.features.materialize.build_hashes` on a 200-item world of 20k events in 89 daily
+files took 0.98-1.14 s that way against 0.15-0.17 s from the tables.
+
 Example:
     >>> import tempfile, pyarrow as pa
     >>> from funnel.core.schema import Interaction
@@ -99,7 +105,7 @@ def sql_in(types: Sequence[str]) -> str:
 
 
 class OfflineStore:
-    """DuckDB over the features lake (and the catalogue ``items`` in the ``ITEMS`` schema)."""
+    """DuckDB over the features lake as of construction (and the catalogue ``items``, ``ITEMS`` schema)."""
 
     def __init__(
         self, root: str | Path, items: pa.Table | None = None, defs: Sequence[FeatureDef] = FEATURES
@@ -120,7 +126,9 @@ class OfflineStore:
                 sql = f"SELECT user_id, item_id, epoch_ms(timestamp) AS ts, type, value FROM {src}"
             else:
                 sql = f"SELECT user_id, UNNEST(item_ids) AS item_id, epoch_ms(timestamp) AS ts FROM {src}"
-            self.con.execute(f"CREATE VIEW {kind} AS {sql}")
+            # a table, not a view: the feature queries scan the events once per counter, and a
+            # view would decode every Parquet file of the lake on each scan (module docstring)
+            self.con.execute(f"CREATE TEMP TABLE {kind} AS {sql}")
 
     def events_sql(self, specs: Sequence[CounterSpec]) -> str:
         """SQL of the counter events ``(sid, eid, sub, ts, amount)`` feeding ``specs[sid]``."""
