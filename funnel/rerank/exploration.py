@@ -59,6 +59,7 @@ class ExplorationPlan:
         self.slots, self.rate, self.pool = slots, rate, pool
         self._alpha, self._beta, self._n_draws, self._rng = alpha, beta, draws, rng
         self._samples: np.ndarray | None = None
+        self._pi: dict[bytes, np.ndarray] = {}  # win probabilities by admitted pool (a page repeats them)
         self._slot_of = np.full(n_candidates, -1, np.int64)
         self._slot_of[pool] = np.arange(len(pool))
 
@@ -69,10 +70,18 @@ class ExplorationPlan:
         return self._samples
 
     def win_probabilities(self, ok: np.ndarray) -> np.ndarray:
-        """``π`` over the pool: the share of posterior draws each pool item in ``ok`` wins (0 for others)."""
-        draws = self._draws()
-        winners = np.where(ok[:, None], draws, -1.0).argmax(axis=0)
-        return np.bincount(winners, minlength=len(self.pool)) / draws.shape[1]
+        """``π`` over the pool: the share of posterior draws each pool item in ``ok`` wins (0 for others).
+
+        Memoised per ``ok``: it changes only when a pool item is placed or a constraint turns.
+        """
+        key = ok.tobytes()
+        pi = self._pi.get(key)
+        if pi is None:
+            draws = self._draws()
+            winners = np.where(ok[:, None], draws, -1.0).argmax(axis=0)
+            pi = self._pi[key] = np.bincount(winners, minlength=len(self.pool)) / draws.shape[1]
+            pi.flags.writeable = False  # shared by the positions that ask with the same pool
+        return pi
 
     def choose(
         self, position: int, value: np.ndarray, admitted: np.ndarray | None, exploit: int
@@ -87,11 +96,13 @@ class ExplorationPlan:
 
         Returns ``(candidate, propensity, explored)``.
         """
+        if self.rate == 0:
+            return exploit, 1.0, False
         explore = position < len(self.slots) and bool(self.slots[position])
         ok = value[self.pool] > -np.inf
         if admitted is not None:
             ok &= admitted[self.pool]
-        if self.rate == 0 or not ok.any():
+        if not ok.any():
             return exploit, 1.0, False
         slot = self._slot_of[exploit]
         if not explore and slot < 0:

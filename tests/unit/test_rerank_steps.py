@@ -84,6 +84,30 @@ def test_exploration_propensities_over_all_candidates_sum_to_one():
         assert total == pytest.approx(1.0)
 
 
+def test_win_probabilities_are_the_share_of_draws_won_for_every_mask_asked_again():
+    rng = np.random.default_rng(5)
+    n = 12
+    t = ItemPolicyTable.from_catalogue(pa.table({"item_id": [f"i{j}" for j in range(n)]}))
+    st = RerankState.start(t, Slate(np.arange(n), rng.random(n)), UserContext(), PageRequest(k=2), rng)
+    ExplorationSlots(rate=0.5, pool_size=6, draws=40).prepare(st)
+    plan = st.exploration
+    masks = [rng.random(len(plan.pool)) < 0.6 for _ in range(4)]
+    masks[0][:] = True
+    for i, m in enumerate(masks):
+        m[i] = True  # every mask admits some pool item
+    first = [plan.win_probabilities(m) for m in masks]
+    draws = plan._draws()
+    for m, pi in zip(masks + masks[::-1], first + first[::-1], strict=True):
+        again = plan.win_probabilities(m.copy())  # an equal mask, another array
+        # by hand: for every draw column, the admitted pool item with the largest sample wins
+        won = np.zeros(len(plan.pool))
+        admitted = np.flatnonzero(m)
+        for column in draws.T:
+            won[admitted[np.argmax(column[admitted])]] += 1
+        assert again.tolist() == pi.tolist() == (won / draws.shape[1]).tolist()
+        assert not again.flags.writeable
+
+
 def test_page_trace_and_reasons():
     items = pa.table(
         {
