@@ -141,6 +141,9 @@ class MultiObjectiveRanker(Estimator):
             "min_child_samples": self.min_child_samples,
             "seed": self.seed,
             "deterministic": True,
+            # LightGBM picks row- or col-wise histograms by timing both, so under load the same data
+            # could train other bits (its docs pair deterministic with a forced choice)
+            "force_col_wise": True,
             "verbose": -1,
             "feature_pre_filter": False,
         }
