@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from funnel.core.arrays import object_full
 from funnel.features.definitions import FEATURES, FeatureDef
 from funnel.features.offline import OfflineStore
 from funnel.features.serving import FeatureVectors
@@ -211,7 +212,7 @@ def append_items(m: MergedCandidates, items: np.ndarray) -> MergedCandidates:
         np.concatenate([m.items, extra.astype(np.int32)]),
         np.concatenate([m.scores, np.full((n, s), np.nan, np.float32)]),
         np.concatenate([m.ranks, np.full((n, s), np.nan, np.float32)]),
-        np.concatenate([m.reason, np.full(n, "impression", dtype=object)]),
+        np.concatenate([m.reason, object_full(n, "impression")]),
         np.concatenate([m.anchor, np.full(n, -1, np.int32)]),
         np.concatenate([m.source, np.full(n, -1, np.int16)]),
         m.sources,

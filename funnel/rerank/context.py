@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from funnel.core.arrays import object_full
 from funnel.core.errors import ValidationError
 from funnel.rerank.explanations import PICKED_FOR_YOU, Reason
 
@@ -54,7 +55,7 @@ class Slate:
             raise ValidationError(f"{len(self.scores)} scores for {n} items", field="scores")
         if not np.isfinite(self.scores).all():
             raise ValidationError("scores must be finite", field="scores")
-        self.reason = np.full(n, PICKED_FOR_YOU, dtype=object) if self.reason is None else self.reason
+        self.reason = object_full(n, PICKED_FOR_YOU) if self.reason is None else self.reason
         self.reason = np.asarray(self.reason, dtype=object)
         self.anchor = np.full(n, -1, np.int64) if self.anchor is None else _ints(self.anchor)
         if len(self.reason) != n or len(self.anchor) != n:

@@ -9,7 +9,7 @@ they sum to more, and slots left by overlap or by short lists go to the next-bes
 all sources in proportion to their quotas. The *strongest source* of an item is the one giving
 its best priority; its reason and anchor become the item's. Every source's score and rank come out
 as ``[n_candidates, n_sources]`` arrays, ``NaN`` where a source did not return the item — the
-ranker's features. All of it is array arithmetic (one sort per user).
+ranker's features. All of it is array arithmetic (a few sorts per user).
 
 Example:
     >>> from funnel.retrieval.sources.common import candidates
@@ -106,10 +106,11 @@ def merge_one(
     q = np.asarray(quotas, dtype=np.float64)[src]
     with np.errstate(divide="ignore", invalid="ignore"):
         prio = np.where(q > 0, rank / np.where(q > 0, q, 1.0), np.inf)
-    order = np.lexsort((src, prio, items))  # per item: best priority, then earlier source
-    first = order[np.r_[True, items[order][1:] != items[order][:-1]]]
-    first = first[np.isfinite(prio[first])]
-    best = first[np.lexsort((src[first], prio[first]))][:total]  # the kept items, in merge order
+    order = np.lexsort((src, prio))  # merge order: best priority first, then the earlier source
+    _, first = np.unique(items[order], return_index=True)  # each item's first entry in that order
+    first.sort()
+    best = order[first]
+    best = best[np.isfinite(prio[best])][:total]  # the kept items, in merge order
     return assemble(per_source, sources, best, items, src, rank)
 
 

@@ -1,7 +1,9 @@
 import math
 
+import numpy as np
 import pytest
 
+from funnel.core.arrays import object_full
 from funnel.core.errors import (
     ConfigError,
     FunnelError,
@@ -104,3 +106,12 @@ def test_published_at_accepts_old_films_but_not_before_1800():
         Item.from_dict({"item_id": "x", "published_at": -6_000_000_000_000})
     with pytest.raises(ValidationError, match="after 1970-01-01"):
         Interaction.from_dict(_interaction(timestamp=-1_798_761_600_000))
+
+
+@pytest.mark.parametrize("n", [0, 1, 1000])
+def test_object_full_equals_np_full(n):
+    got, want = object_full(n, "trending"), np.full(n, "trending", dtype=object)
+    assert got.dtype == object and got.shape == (n,)
+    assert got.tolist() == want.tolist()
+    got[:1] = "other"  # a fresh array each call: writing one leaves the next untouched
+    assert object_full(n, "trending").tolist() == want.tolist()

@@ -70,6 +70,29 @@ def test_large_merge_is_deduplicated_and_ordered_by_priority():
     assert np.all(np.diff(prio) >= 0)
 
 
+def reference_merge(lists, quotas, total):
+    """The merge rule written out: each item's best (rank / quota, source), ascending, cut at total."""
+    best = {}
+    for s, c in enumerate(lists):
+        for r, item in enumerate(c.items.tolist()):
+            if quotas[s] > 0 and (item not in best or (r / quotas[s], s) < best[item]):
+                best[item] = (r / quotas[s], s)
+    kept = sorted(best, key=best.__getitem__)[:total]
+    return kept, [best[i][1] for i in kept]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_merge_matches_the_rule_written_out_with_ties_and_zero_quotas(seed):
+    rng = np.random.default_rng(seed)
+    n_src = int(rng.integers(1, 5))
+    lists = [cands(rng.permutation(30)[: rng.integers(0, 20)]) for _ in range(n_src)]
+    quotas = rng.choice([0, 2, 4, 4], size=n_src)  # equal quotas: equal priorities across sources
+    total = int(rng.integers(1, 40))
+    m = merge_one(lists, tuple("abcd")[:n_src], quotas, total=total)
+    items, sources = reference_merge(lists, quotas, total)
+    assert m.items.tolist() == items and m.source.tolist() == sources
+
+
 def test_bad_arguments():
     with pytest.raises(ValidationError):
         merge_one([cands([1])], ("a", "b"), np.array([1, 1]))

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
+from funnel.core.arrays import object_full
 from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.errors import NotTrainedError, ValidationError
 from funnel.core.estimator import Estimator
@@ -87,7 +88,7 @@ def listed_mask(items: pa.Table, n: int | None = None) -> np.ndarray:
 def user_attributes(users: pa.Table, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Per field, the users' attribute values (``str`` array, ``""`` when missing) from the JSON."""
     col = users.column("attributes").to_pylist() if "attributes" in users.column_names else []
-    out = {f: np.full(users.num_rows, "", dtype=object) for f in fields}
+    out = {f: object_full(users.num_rows, "") for f in fields}
     for i, text in enumerate(col):
         if text:
             attrs = json.loads(text)
@@ -131,9 +132,7 @@ def candidates(
 ) -> Candidates:
     """A :class:`Candidates` with one reason (or one per item) and anchor(s)."""
     n = len(items)
-    reasons = (
-        np.full(n, reason, dtype=object) if isinstance(reason, str) else np.asarray(reason, dtype=object)
-    )
+    reasons = object_full(n, reason) if isinstance(reason, str) else np.asarray(reason, dtype=object)
     anchors = np.broadcast_to(np.asarray(anchor, dtype=np.int32), (n,)).copy()
     return Candidates(np.asarray(items, np.int32), np.asarray(scores, np.float32), reasons, anchors)
 

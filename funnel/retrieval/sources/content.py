@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 from funnel.ann.factory import make_index
 from funnel.ann.protocol import AnnIndex
+from funnel.core.arrays import object_full
 from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.errors import NotTrainedError
 from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
@@ -183,7 +184,7 @@ class ContentSource:
                 anchor = recent[(self.item_emb_[items] @ self.item_emb_[recent].T).argmax(axis=1)].astype(
                     np.int32
                 )
-            out[u] = Candidates(items, sc, np.full(len(items), REASON, dtype=object), anchor)
+            out[u] = Candidates(items, sc, object_full(len(items), REASON), anchor)
         return out
 
     def _recent(self, query: RetrievalQuery, u: int, hist: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:

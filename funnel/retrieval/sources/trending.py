@@ -26,6 +26,7 @@ from typing import Any, Self
 
 import numpy as np
 
+from funnel.core.arrays import object_full
 from funnel.retrieval.source import Candidates, RetrievalData, RetrievalQuery
 from funnel.retrieval.sources.common import BaseSource, candidates, member, seen_of, user_attributes
 
@@ -105,7 +106,7 @@ class TrendingSource(BaseSource):
     def _ranked(self, rows: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The union list of the overall ranking and segment rows ``rows``: items, scores, reasons."""
         if not rows:
-            return self.items_, self.scores_, np.full(len(self.items_), "trending", dtype=object)
+            return self.items_, self.scores_, object_full(len(self.items_), "trending")
         items = np.concatenate([self.items_, self.segment_items_[list(rows)].ravel()])
         scores = np.concatenate([self.scores_, self.segment_boost * self.segment_scores_[list(rows)].ravel()])
         from_seg = np.arange(len(items)) >= len(self.items_)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import torch
 
 from funnel.ann.protocol import AnnIndex
+from funnel.core.arrays import object_full
 from funnel.core.artifacts import load_artifact, save_artifact
 from funnel.core.errors import NotTrainedError
 from funnel.retrieval import two_tower_model as tt
@@ -239,7 +240,7 @@ class TwoTowerSource:
         for r in range(len(query)):
             keep = ids[r] >= 0
             items = ids[r][keep].astype(np.int32)
-            reason, anchor = np.full(len(items), REASON, dtype=object), np.full(len(items), -1, np.int32)
+            reason, anchor = object_full(len(items), REASON), np.full(len(items), -1, np.int32)
             out.append(Candidates(items, scores[r][keep].astype(np.float32), reason, anchor))
         return out
 
