@@ -79,6 +79,10 @@ def code_lists(
     return cat_codes, cre_codes
 
 
+_DENSE_VOCAB = 4096
+"""Vocabularies up to this size get a table row per code; larger ones a row per code the user has."""
+
+
 def _crosses(
     subs: Mapping[tuple[str, str, str], Mapping[str, float]],
     keys: Sequence[tuple[str, str, str]],
@@ -87,23 +91,47 @@ def _crosses(
 ) -> np.ndarray:
     """``out[i, j]``: the max of 0 and the user's ``keys[j]`` sums of item ``i``'s sub-entities.
 
-    One ``(len(vocab) + 1, len(keys))`` table of the user's sums by sub-entity code (the last
-    row, which code -1 reads, stays 0), gathered by ``codes`` (``(n,)`` or ``(n, k)``).
+    One table of the user's sums (a row per sub-entity, a column per key, a last row of zeros
+    that unknown codes and code -1 read), gathered by ``codes`` (``(n,)`` or ``(n, k)``). A small
+    vocabulary has a row per code; a large one (creators: ~100k at 1M items) a row per code the
+    user has, found by a binary search: a table the vocabulary's size, zeroed and clipped on every
+    request, cost ~0.19 ms where the user's few codes cost ~0.05.
     """
-    table = np.zeros((len(vocab) + 1, len(keys)))
+    found = []
     for j, key in enumerate(keys):
         vals = subs.get(key)
         if vals:
             at = np.fromiter(map(vocab.get, vals, repeat(-1)), np.intp, len(vals))
-            table[at, j] = np.fromiter(vals.values(), np.float64, len(vals))
-    table[-1] = 0.0  # sub-entities outside the vocabulary (no candidate has them) landed there
-    np.maximum(table, 0.0, out=table)
+            found.append((at, j, np.maximum(np.fromiter(vals.values(), np.float64, len(vals)), 0.0)))
+    if len(vocab) <= _DENSE_VOCAB:
+        table = np.zeros((len(vocab) + 1, len(keys)))
+        for at, j, values in found:
+            table[at, j] = values
+        table[-1] = 0.0  # sub-entities outside the vocabulary (no candidate has them) landed there
+        rows = _identity
+    else:
+        held = np.unique(np.concatenate([at for at, _, _ in found])) if found else np.empty(0, np.intp)
+        held = held[held >= 0]
+        table = np.zeros((len(held) + 1, len(keys)))
+        for at, j, values in found:
+            known = at >= 0
+            table[np.searchsorted(held, at[known]), j] = values[known]
+
+        def rows(c: np.ndarray) -> np.ndarray:
+            pos = np.minimum(np.searchsorted(held, c), len(held))
+            hit = held[np.minimum(pos, len(held) - 1)] == c if len(held) else np.zeros(len(c), bool)
+            return np.where(hit, pos, len(held))
+
     if codes.ndim == 1:
-        return table[codes]
-    out = table[codes[:, 0]]
+        return table[rows(codes)]
+    out = table[rows(codes[:, 0])]
     for k in range(1, codes.shape[1]):  # a few columns: faster than max(axis=1) of a 3-D gather
-        np.maximum(out, table[codes[:, k]], out=out)
+        np.maximum(out, table[rows(codes[:, k])], out=out)
     return out
+
+
+def _identity(codes: np.ndarray) -> np.ndarray:
+    return codes
 
 
 def compute(

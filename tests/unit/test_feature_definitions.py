@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from funnel.features import vectors
 from funnel.features.definitions import (
     FEATURE_VERSION,
     FEATURES,
@@ -126,7 +127,9 @@ def test_last_n_newest_first_ties_by_item_and_strictly_before_t():
     assert last_n(recent, 100, 2) == ["d", "c"]
 
 
-def test_compute_derives_ratios_crosses_and_age():
+@pytest.mark.parametrize("dense_vocab", [4096, 0])  # 0: every vocabulary takes the compact table
+def test_compute_derives_ratios_crosses_and_age(dense_vocab, monkeypatch):
+    monkeypatch.setattr(vectors, "_DENSE_VOCAB", dense_vocab)
     t = T0
     user = {
         ("act", "n.rating", "", "30d"): 2.0,
@@ -135,6 +138,7 @@ def test_compute_derives_ratios_crosses_and_age():
         ("cat", "n.positive", "sports", "30d"): 3.0,
         ("cat", "n.positive", "news", "lifetime"): 1.0,
         ("creator", "n.positive", "c1", "7d"): 2.0,
+        ("creator", "n.positive", "c9", "7d"): 4.0,  # no candidate's creator: never gathered
         ("items", "n.positive", "i1", "7d"): 5.0,
         ("items", "n.positive", "i2", "7d"): 1.0,
     }
