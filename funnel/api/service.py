@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,7 @@ from funnel.api.fair_lock import FairLock
 from funnel.api.history import UserHistory
 from funnel.api.hot_swap import HotSwapper
 from funnel.api.metrics import ApiMetrics
+from funnel.api.page import RecommendationPage, RecommendationRequest
 from funnel.core.errors import FunnelError, NotFoundError, UnavailableError, ValidationError
 from funnel.core.schema import Impression, Interaction, Item, User
 from funnel.data.tables import to_canonical
@@ -98,36 +99,14 @@ _ITEM_INPUT = pa.schema(
 
 
 @dataclass(frozen=True)
-class RecommendationRequest:
-    """One ``GET /v1/recommendations`` call, validated by the route."""
+class _ReadAhead:
+    """What a request read of the stores before queueing for the lock (see ``catch_up``)."""
 
-    user_id: str
-    limit: int = 10
-    device: str | None = None
-    surface: str | None = None
-    country: str | None = None
-    cursor: str | None = None
-    exclude: tuple[str, ...] = ()
-    category: str | None = None
-    debug: bool = False
-    """Record a :class:`~funnel.ranking.trace.RequestTrace` of the request (``page.trace``)."""
-    request_id: str | None = None
-    """The HTTP request's id: the served-feature log samples requests by it (None: never logged)."""
-
-
-@dataclass
-class RecommendationPage:
-    """The items of one page and how they were produced."""
-
-    items: list[Recommendation]
-    next_cursor: str | None
-    model_version: str | None
-    fallback: str | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    trace: RequestTrace | None = None
-    experiment: str | None = None
-    """The running experiment the user is in (``arm`` names their arm), else None."""
-    arm: str | None = None
+    end: int  # the event log's end offset
+    started: float  # perf_counter() when the reads started
+    feed_from: str  # the entity feed's position the changes were read after
+    changes: list[EntityChange]
+    feed_to: str  # the position after them
 
 
 class RecommendationService:
@@ -200,21 +179,23 @@ class RecommendationService:
     def catch_up(self) -> bool:
         """Fold new events and entity changes in; False when they could not be read (stale state).
 
-        The first store call (the log's end offset, :meth:`_log_end`) runs outside the lock, so a
-        hung store holds up only the requests asking it (each for at most the client's socket
-        timeout), not every request queued behind the lock; the rest (:meth:`_fold_in`) runs
-        under it. Any failure once the model is loaded counts against the breaker and serves the
-        state held: every call the breaker let through reports back.
+        The reads that usually find nothing new (the log's end offset and the entity feed's
+        changes, :meth:`_read_ahead`) run outside the lock, so a hung store holds up only the
+        requests asking it (each for at most the client's socket timeout), not every request
+        queued behind the lock, and a slow answer does not lengthen the lock's hold; the rest
+        (:meth:`_fold_in`) runs under it. Any failure once the model is loaded counts against the
+        breaker and serves the state held: every call the breaker let through reports back.
         """
-        end = self._log_end()
+        ahead = self._read_ahead()
         with self._lock:
-            return self._fold_in(end)
+            return self._fold_in(ahead)
 
-    def _log_end(self) -> tuple[int, float] | None:
-        """The log's end offset and when its read started; None when it is not to be read (breaker).
+    def _read_ahead(self) -> _ReadAhead | None:
+        """The log's end offset and the feed's changes, read outside the lock; None when not read.
 
-        Until a model is held, the first call loads it under the lock (no model yet,
-        ``NotTrainedError``, is not a store failure: it propagates).
+        None when the breaker holds the stores off or a read failed (counted against it). Until a
+        model is held, the first call loads it under the lock (no model yet, ``NotTrainedError``,
+        is not a store failure: it propagates).
         """
         if not self._loaded:
             with self._lock:
@@ -225,27 +206,37 @@ class RecommendationService:
             return None
         started = time.perf_counter()
         try:
-            return self.engine.event_log.end_offset, started  # every event acknowledged before now
+            end = self.engine.event_log.end_offset  # every event acknowledged before now
+            feed_from = self._feed_pos
+            changes, feed_to = self.feed.read(feed_from)  # every change that returned before now
         except Exception as exc:
             self._catch_up_failed(exc)
             return None
+        return _ReadAhead(end, started, feed_from, changes, feed_to)
 
-    def _fold_in(self, end: tuple[int, float] | None) -> bool:
-        """Under the lock: events up to ``end`` and the feed's changes folded in (see :meth:`catch_up`)."""
-        if end is None:
+    def _fold_in(self, ahead: _ReadAhead | None) -> bool:
+        """Under the lock: events up to the read-ahead's end and the feed's changes folded in.
+
+        The feed's changes read ahead are applied when no request has moved the feed's position
+        since they were read; otherwise the feed is read again from where the state now is.
+        """
+        if ahead is None:
             return False
         try:
             start = self._pipeline().read_offset
-            records = self.engine.catch_up(until=end[0])
+            records = self.engine.catch_up(until=ahead.end)
             self.arm_models.catch_up(records, start, self._pipeline().read_offset)
-            changes, self._feed_pos = self.feed.read(self._feed_pos)
+            if self._feed_pos == ahead.feed_from:
+                changes, self._feed_pos = ahead.changes, ahead.feed_to
+            else:  # another request moved the position meanwhile: read on from where it is
+                changes, self._feed_pos = self.feed.read(self._feed_pos)
             self._apply(changes)
         except Exception as exc:
             self._catch_up_failed(exc)
             return False
         self.breaker.success()
         self.metrics.breaker_open.labels(name=self.breaker.name).set(0)
-        self.metrics.stages.labels(stage="catch_up").observe(time.perf_counter() - end[1])
+        self.metrics.stages.labels(stage="catch_up").observe(time.perf_counter() - ahead.started)
         return True
 
     def _catch_up_failed(self, exc: Exception) -> None:
@@ -320,14 +311,14 @@ class RecommendationService:
         timings: dict[str, float] = {}
         trace = RequestTrace() if request.debug else None
         t0 = time.perf_counter()
-        end = self._log_end()
+        ahead = self._read_ahead()
         timings["catch_up"] = (time.perf_counter() - t0) * 1e3
         served = decode_cursor(request.cursor) if request.cursor else []
         excluded = set(served) | set(request.exclude)
         context = Context(device=request.device or "", surface=request.surface or "")
         with self._lock:  # one hold for the catch-up and the page: the lock is queued for once
             t0 = time.perf_counter()
-            fresh = self._fold_in(end)
+            fresh = self._fold_in(ahead)
             t1 = time.perf_counter()
             timings["catch_up"] += (t1 - t0) * 1e3
             segments = {**self._user_attrs.get(request.user_id, {})}  # as the feed just left them

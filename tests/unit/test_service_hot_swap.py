@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from funnel.api.entity_feed import EntityChange
 from funnel.api.service import RecommendationRequest, RecommendationService
 from funnel.engine import Engine
 from funnel.training.manifest import ModelManifest
@@ -77,3 +78,18 @@ def test_a_bundle_that_fails_to_load_leaves_the_old_version_serving(tmp_path: Pa
     assert _served(svc) == v1 and svc.swapper.check() == "retry later"  # not retried in a loop
     eng.registry.rollback()
     assert _served(svc) == v1 and svc.swapper.check() == "idle"
+
+
+def test_a_read_ahead_overtaken_by_another_request_does_not_reapply_its_changes(tmp_path: Path):
+    """Changes read before the lock are applied only if no request moved the feed meanwhile."""
+    svc = RecommendationService(_engine(tmp_path))
+    _served(svc)
+    svc.feed.append([EntityChange("unlist", "i3", {})])  # another process's DELETE
+    ahead = svc._read_ahead()  # a request reads ahead, then waits for the lock ...
+    assert ahead is not None and [c.kind for c in ahead.changes] == ["unlist"]
+    svc.feed.append([EntityChange("item", "i3", {"status": "listed"})])  # ... the item is relisted
+    assert svc.catch_up()  # ... and another request folds both changes in first
+    with svc._lock:
+        assert svc._fold_in(ahead)  # the stale unlist is not applied again over the relist
+    bundle = svc.engine.pipeline(catch_up=False).bundle
+    assert bool(bundle.listed[bundle.items.lookup(["i3"])[0]]) and "i3" not in svc._unlisted
