@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from funnel.core.errors import NotFoundError, NotTrainedError, ValidationError
+from funnel.core.gc_pause import paused_gc
 from funnel.core.schema import Interaction
 from funnel.core.steps import step
 from funnel.data.lake import Lake
@@ -250,11 +251,12 @@ class Engine:
         ``catch_up``: fold in the event log up to ``until`` (default: its end) first.
         """
         folder = self.registry.path(version)
-        pipeline = Pipeline(Bundle.load(folder), folder, served_log=self.served_log)
-        if pipeline.ranking is not None and self.source_deadline_ms is not None:
-            pipeline.ranking.pipeline.retriever_.deadline_ms = self.source_deadline_ms
-        if catch_up:
-            self.catch_up(pipeline, until)
+        with paused_gc():  # millions of objects, none of them garbage (funnel.core.gc_pause)
+            pipeline = Pipeline(Bundle.load(folder), folder, served_log=self.served_log)
+            if pipeline.ranking is not None and self.source_deadline_ms is not None:
+                pipeline.ranking.pipeline.retriever_.deadline_ms = self.source_deadline_ms
+            if catch_up:
+                self.catch_up(pipeline, until)
         return pipeline
 
     def swap(self, pipeline: Pipeline) -> Pipeline | None:

@@ -115,3 +115,38 @@ def test_object_full_equals_np_full(n):
     assert got.tolist() == want.tolist()
     got[:1] = "other"  # a fresh array each call: writing one leaves the next untouched
     assert object_full(n, "trending").tolist() == want.tolist()
+
+
+def test_paused_gc_comes_back_after_the_last_of_overlapping_pauses_and_on_errors():
+    import gc
+    import threading
+
+    from funnel.core.gc_pause import paused_gc
+
+    assert gc.isenabled()
+    inside, release = threading.Event(), threading.Event()
+
+    def other_load():
+        with paused_gc():
+            inside.set()
+            release.wait(5)
+
+    t = threading.Thread(target=other_load)
+    t.start()
+    inside.wait(5)
+    with paused_gc():
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the other thread's load is still running
+    release.set()
+    t.join(5)
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), paused_gc():
+        raise RuntimeError("a load that fails")
+    assert gc.isenabled()
+    gc.disable()  # off before the pause: stays off after it
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
