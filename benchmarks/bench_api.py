@@ -427,8 +427,12 @@ def main() -> None:
     ap.add_argument("--reference-seconds", type=float, default=20.0)
     ap.add_argument("--modes", nargs="+", default=["embedded", "redis"], choices=["embedded", "redis"])
     ap.add_argument("--workers", type=int, default=2, help="uvicorn processes in redis mode")
-    ap.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto",
-                    help="load client: wrk (a C client, when installed) or httpx; auto: wrk if on PATH")
+    ap.add_argument(
+        "--client",
+        choices=["auto", "wrk", "httpx"],
+        default="auto",
+        help="load client: wrk (a C client, when installed) or httpx; auto: wrk if on PATH",
+    )
     ap.add_argument("--client-procs", type=int, default=1, help="httpx client processes")
     ap.add_argument("--cold-share", type=float, default=0.2)
     ap.add_argument("--served-feature-sample", type=float, default=0.01, help="funnel serve's (its default)")

@@ -126,8 +126,10 @@ class RankingServer:
         indices = np.asarray(indices, np.int64)
         st = self.pipeline.statics_
         n_before = len(st.item_ids)
-        if len(indices) == 0 or indices.min() != n_before or not np.array_equal(
-            indices, np.arange(n_before, n_before + len(indices))
+        if (
+            len(indices) == 0
+            or indices.min() != n_before
+            or not np.array_equal(indices, np.arange(n_before, n_before + len(indices)))
         ):
             raise ValueError(f"new items must take indices {n_before}.., got {indices[:3].tolist()}")
         rows = items.select(self.items.column_names).cast(self.items.schema)
