@@ -108,7 +108,7 @@ def _crosses(
         for at, j, values in found:
             table[at, j] = values
         table[-1] = 0.0  # sub-entities outside the vocabulary (no candidate has them) landed there
-        rows = _identity
+        rows = codes
     else:
         held = np.unique(np.concatenate([at for at, _, _ in found])) if found else np.empty(0, np.intp)
         held = held[held >= 0]
@@ -116,22 +116,15 @@ def _crosses(
         for at, j, values in found:
             known = at >= 0
             table[np.searchsorted(held, at[known]), j] = values[known]
-
-        def rows(c: np.ndarray) -> np.ndarray:
-            pos = np.minimum(np.searchsorted(held, c), len(held))
-            hit = held[np.minimum(pos, len(held) - 1)] == c if len(held) else np.zeros(len(c), bool)
-            return np.where(hit, pos, len(held))
-
+        pos = np.searchsorted(held, codes)  # a code the user lacks reads the last row (zeros)
+        hit = held[np.minimum(pos, len(held) - 1)] == codes if len(held) else False
+        rows = np.where(hit, pos, len(held))
     if codes.ndim == 1:
-        return table[rows(codes)]
-    out = table[rows(codes[:, 0])]
+        return table[rows]
+    out = table[rows[:, 0]]
     for k in range(1, codes.shape[1]):  # a few columns: faster than max(axis=1) of a 3-D gather
-        np.maximum(out, table[rows(codes[:, k])], out=out)
+        np.maximum(out, table[rows[:, k]], out=out)
     return out
-
-
-def _identity(codes: np.ndarray) -> np.ndarray:
-    return codes
 
 
 def compute(
